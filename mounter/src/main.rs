@@ -1,0 +1,13 @@
+use clap::Parser;
+
+/// cos-secrets-sync mounter: mounts a Cloud Object Storage bucket with FUSE.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {}
+
+fn main() -> anyhow::Result<()> {
+    let Args {} = Args::parse();
+    tracing_subscriber::fmt().init();
+    tracing::warn!("the mounter is not implemented yet");
+    Ok(())
+}
