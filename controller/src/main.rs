@@ -7,9 +7,8 @@ use clap::Parser;
 #[command(version, about)]
 struct Args {}
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let Args {} = Args::parse();
     tracing_subscriber::fmt().init();
     tracing::warn!("the reconciler is not implemented yet");
-    Ok(())
 }

@@ -5,9 +5,8 @@ use clap::Parser;
 #[command(version, about)]
 struct Args {}
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let Args {} = Args::parse();
     tracing_subscriber::fmt().init();
     tracing::warn!("the mounter is not implemented yet");
-    Ok(())
 }

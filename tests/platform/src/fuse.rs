@@ -78,14 +78,14 @@ impl FuseMount {
             if is_fuse_mount(&self.mountpoint)? {
                 return Ok(());
             }
-            if let Owner::Child(child) = &mut self.owner {
-                if let Ok(Some(status)) = child.try_wait() {
-                    return Err(Error::Exited {
-                        name: format!("mount at {}", self.mountpoint.display()),
-                        status: status.to_string(),
-                        log_tail: "(see the program's output above)".to_owned(),
-                    });
-                }
+            if let Owner::Child(child) = &mut self.owner
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return Err(Error::Exited {
+                    name: format!("mount at {}", self.mountpoint.display()),
+                    status: status.to_string(),
+                    log_tail: "(see the program's output above)".to_owned(),
+                });
             }
             if start.elapsed() > MOUNT_TIMEOUT {
                 return Err(Error::NotReady {

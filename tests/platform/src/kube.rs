@@ -16,7 +16,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::sync::OnceCell;
 
 use crate::pki::Pki;
-use crate::process::{Supervised, free_port, wait_until};
+use crate::process::{PROBE_TIMEOUT, Supervised, free_port, wait_for_http};
 use crate::{Error, Result, binaries, io_context};
 
 /// Label put on every namespace made by [`TestCluster::namespace`].
@@ -54,106 +54,25 @@ impl TestCluster {
 
     /// Starts a private control plane in a fresh temporary directory.
     pub async fn start() -> Result<Self> {
-        let etcd_bin = binaries::path("etcd")?;
-        let apiserver_bin = binaries::path("kube-apiserver")?;
-        let kcm_bin = binaries::path("kube-controller-manager")?;
-
         let root = tempfile::Builder::new()
             .prefix("cos-sync-cluster-")
             .tempdir()
             .map_err(io_context("create the cluster directory"))?
             .keep();
-        let file = |name: &str| root.join(name);
         let pki = Pki::generate()?;
         let token = random_token();
-        write(&file("ca.crt"), &pki.ca_pem)?;
-        write(&file("apiserver.crt"), &pki.serving_cert_pem)?;
-        write(&file("apiserver.key"), &pki.serving_key_pem)?;
-        write(&file("service-account.key"), &pki.service_account_key_pem)?;
-        write(&file("service-account.pub"), &pki.service_account_public_pem)?;
-        write(&file("tokens.csv"), &format!("{token},admin,admin,system:masters\n"))?;
+        write(&root.join("ca.crt"), &pki.ca_pem)?;
+        write(&root.join("apiserver.crt"), &pki.serving_cert_pem)?;
+        write(&root.join("apiserver.key"), &pki.serving_key_pem)?;
+        write(&root.join("service-account.key"), &pki.service_account_key_pem)?;
+        write(&root.join("service-account.pub"), &pki.service_account_public_pem)?;
+        write(&root.join("tokens.csv"), &format!("{token},admin,admin,system:masters\n"))?;
 
-        let etcd_port = free_port()?;
-        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
-        let mut etcd_cmd = Command::new(etcd_bin);
-        etcd_cmd
-            .arg("--data-dir")
-            .arg(file("etcd"))
-            .arg(format!("--listen-client-urls={etcd_url}"))
-            .arg(format!("--advertise-client-urls={etcd_url}"))
-            .arg(format!("--listen-peer-urls=http://127.0.0.1:{}", free_port()?))
-            .arg("--unsafe-no-fsync")
-            .arg("--log-level=warn");
-        let mut etcd = Supervised::spawn("etcd", &etcd_cmd, &file("etcd.log"), None)?;
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
-        wait_until(&mut etcd, READY_TIMEOUT, || {
-            let http = http.clone();
-            let url = format!("{etcd_url}/health");
-            async move { http.get(url).send().await.is_ok_and(|r| r.status().is_success()) }
-        })
-        .await?;
-
-        let port = free_port()?;
-        let server = format!("https://127.0.0.1:{port}");
-        let mut apiserver_cmd = Command::new(apiserver_bin);
-        apiserver_cmd
-            .arg(format!("--etcd-servers={etcd_url}"))
-            .arg("--bind-address=127.0.0.1")
-            .arg("--advertise-address=127.0.0.1")
-            .arg(format!("--secure-port={port}"))
-            .arg(format!("--tls-cert-file={}", file("apiserver.crt").display()))
-            .arg(format!("--tls-private-key-file={}", file("apiserver.key").display()))
-            .arg(format!("--token-auth-file={}", file("tokens.csv").display()))
-            .arg("--authorization-mode=RBAC")
-            .arg(format!("--service-account-key-file={}", file("service-account.pub").display()))
-            .arg(format!("--service-account-signing-key-file={}", file("service-account.key").display()))
-            .arg("--service-account-issuer=https://kubernetes.default.svc")
-            .arg("--api-audiences=https://kubernetes.default.svc,iam")
-            .arg("--service-cluster-ip-range=10.0.0.0/24")
-            .arg("--allow-privileged=true")
-            .arg("--enable-priority-and-fairness=false")
-            .arg("--profiling=false")
-            .arg("--v=1");
-        let mut apiserver =
-            Supervised::spawn("kube-apiserver", &apiserver_cmd, &file("kube-apiserver.log"), Some(&root))?;
-        let https = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .tls_certs_only([reqwest::Certificate::from_pem(pki.ca_pem.as_bytes())?])
-            .build()?;
-        wait_until(&mut apiserver, READY_TIMEOUT, || {
-            let request = https.get(format!("{server}/readyz")).bearer_auth(&token);
-            async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
-        })
-        .await?;
-
-        let kubeconfig = file("kubeconfig");
+        let (etcd, etcd_url) = start_etcd(&root).await?;
+        let (apiserver, server) = start_apiserver(&root, &etcd_url, &pki.ca_pem, &token).await?;
+        let kubeconfig = root.join("kubeconfig");
         write(&kubeconfig, &kubeconfig_yaml(&server, &pki.ca_pem, &token))?;
-
-        let kcm_port = free_port()?;
-        let mut kcm_cmd = Command::new(kcm_bin);
-        kcm_cmd
-            .arg(format!("--kubeconfig={}", kubeconfig.display()))
-            .arg("--controllers=garbagecollector,namespace")
-            .arg("--leader-elect=false")
-            .arg("--bind-address=127.0.0.1")
-            .arg(format!("--secure-port={kcm_port}"))
-            .arg("--use-service-account-credentials=false")
-            .arg("--v=1");
-        let mut controller_manager = Supervised::spawn(
-            "kube-controller-manager",
-            &kcm_cmd,
-            &file("kube-controller-manager.log"),
-            None,
-        )?;
-        let insecure = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .tls_danger_accept_invalid_certs(true)
-            .build()?;
-        wait_until(&mut controller_manager, READY_TIMEOUT, || {
-            let request = insecure.get(format!("https://127.0.0.1:{kcm_port}/healthz"));
-            async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
-        })
-        .await?;
+        let controller_manager = start_controller_manager(&root, &kubeconfig).await?;
 
         tracing::info!(%server, kubeconfig = %kubeconfig.display(), "test cluster ready");
         Ok(Self {
@@ -247,6 +166,90 @@ impl Drop for TestNamespace {
         })
         .join();
     }
+}
+
+async fn start_etcd(root: &Path) -> Result<(Supervised, String)> {
+    let url = format!("http://127.0.0.1:{}", free_port()?);
+    let mut command = Command::new(binaries::path("etcd")?);
+    command
+        .arg("--data-dir")
+        .arg(root.join("etcd"))
+        .arg(format!("--listen-client-urls={url}"))
+        .arg(format!("--advertise-client-urls={url}"))
+        .arg(format!("--listen-peer-urls=http://127.0.0.1:{}", free_port()?))
+        .arg("--unsafe-no-fsync")
+        .arg("--log-level=warn");
+    let mut etcd = Supervised::spawn("etcd", &command, &root.join("etcd.log"), None)?;
+    let http = reqwest::Client::builder().timeout(PROBE_TIMEOUT).build()?;
+    wait_for_http(&mut etcd, READY_TIMEOUT, http.get(format!("{url}/health"))).await?;
+    Ok((etcd, url))
+}
+
+/// Starts kube-apiserver; it also owns the removal of the whole cluster
+/// directory, being the last process to stop.
+async fn start_apiserver(
+    root: &Path,
+    etcd_url: &str,
+    ca_pem: &str,
+    token: &str,
+) -> Result<(Supervised, String)> {
+    let port = free_port()?;
+    let server = format!("https://127.0.0.1:{port}");
+    let file = |name: &str| root.join(name).display().to_string();
+    let mut command = Command::new(binaries::path("kube-apiserver")?);
+    command
+        .arg(format!("--etcd-servers={etcd_url}"))
+        .arg("--bind-address=127.0.0.1")
+        .arg("--advertise-address=127.0.0.1")
+        .arg(format!("--secure-port={port}"))
+        .arg(format!("--tls-cert-file={}", file("apiserver.crt")))
+        .arg(format!("--tls-private-key-file={}", file("apiserver.key")))
+        .arg(format!("--token-auth-file={}", file("tokens.csv")))
+        .arg("--authorization-mode=RBAC")
+        .arg(format!("--service-account-key-file={}", file("service-account.pub")))
+        .arg(format!("--service-account-signing-key-file={}", file("service-account.key")))
+        .arg("--service-account-issuer=https://kubernetes.default.svc")
+        .arg("--api-audiences=https://kubernetes.default.svc,iam")
+        .arg("--service-cluster-ip-range=10.0.0.0/24")
+        .arg("--enable-priority-and-fairness=false")
+        .arg("--profiling=false")
+        .arg("--v=1");
+    let mut apiserver =
+        Supervised::spawn("kube-apiserver", &command, &root.join("kube-apiserver.log"), Some(root))?;
+    let https = reqwest::Client::builder()
+        .timeout(PROBE_TIMEOUT)
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes())?])
+        .build()?;
+    wait_for_http(&mut apiserver, READY_TIMEOUT, https.get(format!("{server}/readyz")).bearer_auth(token))
+        .await?;
+    Ok((apiserver, server))
+}
+
+/// Starts kube-controller-manager with only the controllers that need no
+/// nodes: the garbage collector and the namespace controller.
+async fn start_controller_manager(root: &Path, kubeconfig: &Path) -> Result<Supervised> {
+    let port = free_port()?;
+    let mut command = Command::new(binaries::path("kube-controller-manager")?);
+    command
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .arg("--controllers=garbagecollector,namespace")
+        .arg("--leader-elect=false")
+        .arg("--bind-address=127.0.0.1")
+        .arg(format!("--secure-port={port}"))
+        .arg("--use-service-account-credentials=false")
+        .arg("--v=1");
+    let log = root.join("kube-controller-manager.log");
+    let mut controller_manager = Supervised::spawn("kube-controller-manager", &command, &log, None)?;
+    // Its serving certificate is self-signed, generated at start.
+    let https =
+        reqwest::Client::builder().timeout(PROBE_TIMEOUT).tls_danger_accept_invalid_certs(true).build()?;
+    wait_for_http(
+        &mut controller_manager,
+        READY_TIMEOUT,
+        https.get(format!("https://127.0.0.1:{port}/healthz")),
+    )
+    .await?;
+    Ok(controller_manager)
 }
 
 fn kubeconfig_yaml(server: &str, ca_pem: &str, token: &str) -> String {

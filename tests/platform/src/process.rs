@@ -149,7 +149,7 @@ pub fn tail(path: &Path, lines: usize) -> String {
     let Ok(mut file) = File::open(path) else {
         return format!("(no log at {})", path.display());
     };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let len = file.metadata().map_or(0, |m| m.len());
     let _ = file.seek(SeekFrom::Start(len.saturating_sub(MAX)));
     let mut text = String::new();
     let _ = file.read_to_string(&mut text);
@@ -168,16 +168,20 @@ pub fn free_port() -> Result<u16> {
     Ok(port)
 }
 
-/// Polls `probe` until it returns true, the process exits, or `timeout` passes.
-pub async fn wait_until<F, Fut>(process: &mut Supervised, timeout: Duration, mut probe: F) -> Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
+/// Timeout of one readiness probe.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sends `probe` until it answers 2xx, the process exits, or `timeout` passes.
+pub async fn wait_for_http(
+    process: &mut Supervised,
+    timeout: Duration,
+    probe: reqwest::RequestBuilder,
+) -> Result<()> {
     let start = Instant::now();
     let mut delay = Duration::from_millis(20);
     loop {
-        if probe().await {
+        let attempt = probe.try_clone().expect("probes have no streaming body");
+        if attempt.send().await.is_ok_and(|r| r.status().is_success()) {
             return Ok(());
         }
         process.check_running()?;

@@ -14,7 +14,7 @@ use tokio::sync::OnceCell;
 use url::Url;
 
 use crate::kube::random_suffix;
-use crate::process::{Supervised, free_port, wait_until};
+use crate::process::{PROBE_TIMEOUT, Supervised, free_port, wait_for_http};
 use crate::{Error, Result, binaries, io_context};
 
 /// The region MinIO reports by default.
@@ -99,11 +99,8 @@ impl TestS3 {
             .env("HOME", &root_dir);
         let mut server = Supervised::spawn("minio", &command, &root_dir.join("minio.log"), Some(&root_dir))?;
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-        wait_until(&mut server, Duration::from_secs(60), || {
-            let request = http.get(endpoint.join("/minio/health/ready").expect("valid URL"));
-            async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
-        })
-        .await?;
+        let probe = http.get(endpoint.join("/minio/health/ready").expect("valid URL")).timeout(PROBE_TIMEOUT);
+        wait_for_http(&mut server, Duration::from_secs(60), probe).await?;
         tracing::info!(%endpoint, "S3 server ready");
         Ok(Self { endpoint, root, mc, mc_config: root_dir.join("mc"), http, _server: server })
     }

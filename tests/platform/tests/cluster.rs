@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ObjectMeta, PostParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ObjectMeta, PostParams};
 use kube::runtime::{WatchStreamExt, conditions, wait::await_condition, watcher};
 use test_platform::TestCluster;
 
@@ -112,7 +112,7 @@ async fn garbage_collector_deletes_dependents_of_a_deleted_owner() {
         ..Default::default()
     };
     let dependent = maps.create(&PostParams::default(), &dependent).await.unwrap();
-    maps.delete("owner", &Default::default()).await.unwrap();
+    maps.delete("owner", &DeleteParams::default()).await.unwrap();
 
     let uid = dependent.metadata.uid.unwrap();
     let gone = await_condition(maps, "dependent", conditions::is_deleted(&uid));
