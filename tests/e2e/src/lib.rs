@@ -1,0 +1,11 @@
+//! End-to-end runs of both programs, as separate processes, on the local
+//! platform (`test-platform`) with the Secrets Manager emulator.
+//!
+//! # Layout
+//! - [`programs`]: starts the controller and the mounter binaries.
+//! - [`demo`]: the local demo: an ExternalSecret becomes a COS credential
+//!   Secret, the mounter mounts the bucket with it, and a rotation goes
+//!   through without a remount.
+
+pub mod demo;
+pub mod programs;
