@@ -43,6 +43,8 @@ impl ControllerProcess {
             .env("IBM_CLOUD_SECRETS_MANAGER_API_APIKEY", &settings.api_key)
             .env("POLLER_INTERVAL_MILLISECONDS", settings.poll_interval_ms.to_string())
             .env("WATCHED_NAMESPACES", &settings.namespaces)
+            // Any free port: the demo does not scrape it.
+            .env("COS_SECRETS_SYNC_METRICS_ADDR", "127.0.0.1:0")
             .stdin(Stdio::null())
             .spawn()
             .with_context(|| format!("start {}", settings.binary.display()))?;
