@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use controller::provider::{IbmSecretsManager, SecretsManager};
 use provider_support::{
-    API_KEY, IssueTokens, LogCapture, Recorder, access_token, api_key, config, secret_json, trusted_profile,
+    API_KEY, LogCapture, Recorder, access_token, api_key, config, mount_iam, secret_json, trusted_profile,
 };
 use serde_json::json;
 use wiremock::matchers::{header, method, path};
@@ -98,11 +98,7 @@ async fn nothing_secret_reaches_the_logs() {
     let (capture, _guard) = LogCapture::start();
 
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/identity/token"))
-        .respond_with(IssueTokens::hourly())
-        .mount(&server)
-        .await;
+    mount_iam(&server).await;
     mount_secrets(&server).await;
     let client = IbmSecretsManager::with_observer(
         &config(&server.uri(), &server.uri(), api_key()),

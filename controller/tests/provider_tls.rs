@@ -9,12 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use controller::provider::{AttemptOutcome, Error, IbmSecretsManager, Operation, SecretsManager};
-use provider_support::{IssueTokens, Recorder, api_key, config, secret_json};
+use provider_support::{Recorder, api_key, config, mount_iam, secret_json};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::json;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer};
+use wiremock::MockServer;
 
 const ID: &str = "tls-secret";
 
@@ -80,11 +79,7 @@ fn serve_tls(config: Arc<rustls::ServerConfig>, body: String) -> (SocketAddr, Ar
 
 async fn iam() -> MockServer {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/identity/token"))
-        .respond_with(IssueTokens::hourly())
-        .mount(&server)
-        .await;
+    mount_iam(&server).await;
     server
 }
 

@@ -13,7 +13,7 @@ use controller::provider::{
     SecretType, SecretsManager, VersionRef,
 };
 use provider_support::{
-    API_KEY, IssueTokens, Recorder, access_token, api_key, config, secret_json, token_response,
+    API_KEY, IssueTokens, Recorder, access_token, api_key, config, mount_iam, secret_json, token_response,
     trusted_profile, wait_until,
 };
 use serde_json::{Value, json};
@@ -490,11 +490,7 @@ async fn iam_errors_are_parsed_and_not_retried() {
 #[tokio::test]
 async fn iam_url_may_include_the_token_path() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/identity/token"))
-        .respond_with(IssueTokens::hourly())
-        .mount(&server)
-        .await;
+    mount_iam(&server).await;
     let uri = server.uri();
     let h = Harness::with_server(server, |mut config| {
         config.iam_url = format!("{uri}/identity/token").parse().expect("url");
@@ -652,11 +648,7 @@ async fn trusted_profile_needs_a_profile() {
 #[tokio::test]
 async fn timeouts_are_typed_and_retried() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/identity/token"))
-        .respond_with(IssueTokens::hourly())
-        .mount(&server)
-        .await;
+    mount_iam(&server).await;
     let h = Harness::with_server(server, |mut config| {
         config.timeout = Duration::from_millis(200);
         config.max_retries = 1;
@@ -672,11 +664,7 @@ async fn timeouts_are_typed_and_retried() {
 #[tokio::test]
 async fn connection_failures_are_typed_and_retried() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/identity/token"))
-        .respond_with(IssueTokens::hourly())
-        .mount(&server)
-        .await;
+    mount_iam(&server).await;
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let dead_endpoint = format!("http://{}", closed.local_addr().expect("addr"));
     drop(closed);

@@ -12,7 +12,8 @@ use controller::provider::{AttemptOutcome, AuthConfig, CallObserver, ClientConfi
 use serde_json::{Value, json};
 use tracing_subscriber::fmt::MakeWriter;
 use url::Url;
-use wiremock::{Request, Respond, ResponseTemplate};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 /// The API key the tests authenticate with.
 pub const API_KEY: &str = "test-api-key-0f9e8d7c6b5a";
@@ -27,6 +28,15 @@ pub fn config(sm_url: &str, iam_url: &str, auth: AuthConfig) -> ClientConfig {
     config.retry_min_delay = Duration::from_millis(10);
     config.retry_max_delay = Duration::from_millis(200);
     config
+}
+
+/// Makes `server` answer `POST /identity/token` with hour-long tokens.
+pub async fn mount_iam(server: &MockServer) {
+    Mock::given(method("POST"))
+        .and(path("/identity/token"))
+        .respond_with(IssueTokens::hourly())
+        .mount(server)
+        .await;
 }
 
 /// API-key auth with [`API_KEY`].
