@@ -29,9 +29,19 @@ pub const IBM_BACKEND: &str = "ibmcloudSecretsManager";
     shortname = "es",
     status = "ExternalSecretStatus",
     doc = "An ExternalSecret names IBM Cloud Secrets Manager secrets to materialize as a Kubernetes Secret (KES compatible).",
-    printcolumn(name = "Status", type_ = "string", json_path = ".status.status", description = "SUCCESS or ERROR, <message>"),
-    printcolumn(name = "Last Sync", type_ = "date", json_path = ".status.lastSync", description = "When the Secret was last synced"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.status",
+        description = "SUCCESS or ERROR, <message>"
+    ),
+    printcolumn(
+        name = "Last Sync",
+        type_ = "date",
+        json_path = ".status.lastSync",
+        description = "When the Secret was last synced"
+    ),
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalSecretSpec {

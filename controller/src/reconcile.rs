@@ -1,0 +1,391 @@
+//! Reconcile: one ExternalSecret in, one Secret out.
+//!
+//! `reconcile` validates the spec, reads each remote secret once through the
+//! [`SecretsManager`] trait, builds the Secret (see [`materialize`]) and
+//! writes it by server-side apply with the field manager [`FIELD_MANAGER`],
+//! a controller ownerReference (so deleting the ExternalSecret garbage-
+//! collects the Secret and `.owns()` repairs drift) and the managed label.
+//! The write is skipped when the Secret already holds the desired content.
+//!
+//! On failure nothing is written to the Secret: it keeps its last good data.
+//! The status and a Warning Event say what failed, and [`error_policy`]
+//! schedules the retry (see [`scheduler`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use futures::future::try_join_all;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::instrument;
+
+use crate::crd::ExternalSecret;
+use crate::materialize::{self, DesiredSecret, Plan, RemoteRef};
+use crate::metrics::Metrics;
+use crate::provider::{Secret, SecretsManager};
+use crate::scheduler;
+use crate::status::{self, Outcome};
+use crate::{Error, Result};
+
+/// The server-side apply field manager of the Secrets this controller
+/// writes.
+pub const FIELD_MANAGER: &str = "cos-secrets-sync";
+
+/// Everything `reconcile` needs, shared by all reconciles.
+pub struct Context<P> {
+    /// The Kubernetes client.
+    pub client: Client,
+    /// The Secrets Manager client.
+    pub provider: Arc<P>,
+    /// Publishes Events.
+    pub recorder: Recorder,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    /// How often an ExternalSecret is synced; also the longest retry delay.
+    pub poll_interval: Duration,
+    /// The first retry delay after a failure.
+    pub retry_min_delay: Duration,
+    /// Consecutive failures per ExternalSecret, for the backoff. Cleared on
+    /// success; an object deleted while failing leaves its entry behind
+    /// (a few bytes) until the process restarts, since the controller sees
+    /// no event for a deletion.
+    failures: Mutex<HashMap<ObjectRef<ExternalSecret>, u32>>,
+}
+
+impl<P> std::fmt::Debug for Context<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("poll_interval", &self.poll_interval)
+            .field("retry_min_delay", &self.retry_min_delay)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P> Context<P> {
+    /// A context with no recorded failures.
+    pub fn new(
+        client: Client,
+        provider: Arc<P>,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        poll_interval: Duration,
+        retry_min_delay: Duration,
+    ) -> Self {
+        Self {
+            client,
+            provider,
+            recorder,
+            metrics,
+            poll_interval,
+            retry_min_delay,
+            failures: Mutex::default(),
+        }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<ExternalSecret>, u32>> {
+        self.failures.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Syncs one ExternalSecret and reports the result in status, events and
+/// metrics. Success requeues after the poll interval; an error goes to
+/// [`error_policy`].
+#[instrument(skip(es, ctx), fields(namespace = %es.namespace().unwrap_or_default(), name = %es.name_any()))]
+pub async fn reconcile<P: SecretsManager + 'static>(
+    es: Arc<ExternalSecret>,
+    ctx: Arc<Context<P>>,
+) -> Result<Action> {
+    if es.metadata.deletion_timestamp.is_some() {
+        // Being deleted (e.g. foreground deletion waiting for the garbage
+        // collector to remove the Secret): recreating the Secret would fight
+        // the collector.
+        tracing::debug!("being deleted; not syncing");
+        return Ok(Action::await_change());
+    }
+    let namespace = es.namespace().unwrap_or_default();
+    let timer = ctx.metrics.sync_timer(&namespace);
+    let result = sync(&es, &ctx).await;
+    drop(timer);
+    let api: Api<ExternalSecret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let status = status::next_status(&es, result.as_ref().map(drop), Timestamp::now());
+    status::publish_event(&ctx.recorder, &es, result.as_ref().copied()).await;
+    match result {
+        Ok(outcome) => {
+            ctx.failures().remove(&ObjectRef::from_obj(&*es));
+            ctx.metrics.count_sync(&namespace, "success");
+            if outcome == Outcome::Unchanged {
+                tracing::debug!("in sync");
+            } else {
+                tracing::info!(?outcome, "synced the Secret");
+            }
+            status::patch_status(&api, &es, &status).await?;
+            Ok(Action::requeue(ctx.poll_interval))
+        }
+        Err(error) => {
+            ctx.metrics.count_sync(&namespace, error.metric_label());
+            if let Err(status_error) = status::patch_status(&api, &es, &status).await {
+                tracing::warn!(error = %status_error.chain(), "cannot report the failure in status");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Decides when a failed ExternalSecret is tried again: transient errors
+/// back off exponentially with jitter, capped at the poll interval; spec
+/// errors wait for the next poll (or a spec change).
+#[allow(clippy::needless_pass_by_value, reason = "the signature `Controller::run` expects")]
+pub fn error_policy<P>(es: Arc<ExternalSecret>, error: &Error, ctx: Arc<Context<P>>) -> Action {
+    let failures = {
+        let mut failures = ctx.failures();
+        let count = failures.entry(ObjectRef::from_obj(&*es)).or_default();
+        *count = count.saturating_add(1);
+        *count
+    };
+    tracing::warn!(error = %error.chain(), failures, "sync failed");
+    if error.is_transient() {
+        Action::requeue(scheduler::jittered_retry_delay(failures, ctx.retry_min_delay, ctx.poll_interval))
+    } else {
+        Action::requeue(ctx.poll_interval)
+    }
+}
+
+/// The sync itself, without reporting.
+async fn sync<P: SecretsManager>(es: &ExternalSecret, ctx: &Context<P>) -> Result<Outcome> {
+    let plan = materialize::plan(&es.spec)?;
+    let fetched = fetch(ctx.provider.as_ref(), &plan).await?;
+    let desired = materialize::materialize(&es.spec, &plan, &fetched)?;
+    let namespace = es.namespace().unwrap_or_default();
+    let secrets: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let name = es.name_any();
+    let existing =
+        secrets.get_opt(&name).await.map_err(|source| Error::Kube { action: "read the Secret", source })?;
+    let owner = owner_reference(es);
+    let outcome = match &existing {
+        None => Outcome::Created,
+        Some(existing) if up_to_date(existing, &desired, &owner) => return Ok(Outcome::Unchanged),
+        Some(_) => Outcome::Updated,
+    };
+    if existing
+        .as_ref()
+        .is_some_and(|existing| existing.type_.as_deref().unwrap_or("Opaque") != desired.type_)
+    {
+        // A Secret's type is immutable: replace the Secret.
+        secrets
+            .delete(&name, &DeleteParams::default())
+            .await
+            .map_err(|source| Error::Kube { action: "replace the Secret of another type", source })?;
+    }
+    let manifest = json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": desired.labels,
+            "annotations": desired.annotations,
+            "ownerReferences": [owner],
+        },
+        "type": desired.type_,
+        "data": desired.data.iter()
+            .map(|(key, value)| (key.clone(), STANDARD.encode(value.expose_secret()).into()))
+            .collect::<serde_json::Map<_, _>>(),
+    });
+    secrets
+        .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(manifest))
+        .await
+        .map_err(|source| Error::Kube { action: "apply the Secret", source })?;
+    Ok(outcome)
+}
+
+/// Reads every planned remote secret once, concurrently.
+async fn fetch<P: SecretsManager>(provider: &P, plan: &Plan) -> Result<Vec<Secret>> {
+    try_join_all(plan.fetches.iter().enumerate().map(|(index, remote)| async move {
+        let result = match remote {
+            RemoteRef::Id(id) => provider.get_secret(id).await,
+            RemoteRef::Name { group, secret_type, name } => {
+                provider.get_secret_by_name(group, *secret_type, name).await
+            }
+        };
+        result.map_err(|source| Error::Provider {
+            field: plan.field_of(index).to_owned(),
+            key: remote.key(),
+            source,
+        })
+    }))
+    .await
+}
+
+/// The controller ownerReference to `es`.
+fn owner_reference(es: &ExternalSecret) -> serde_json::Value {
+    json!({
+        "apiVersion": ExternalSecret::api_version(&()),
+        "kind": ExternalSecret::kind(&()),
+        "name": es.name_any(),
+        "uid": es.uid().unwrap_or_default(),
+        "controller": true,
+        "blockOwnerDeletion": true,
+    })
+}
+
+/// Whether `existing` already has the desired type, data, labels,
+/// annotations and owner. Keys other managers added are left alone (they
+/// are theirs under server-side apply); keys this controller wrote earlier
+/// and no longer wants change the data hash, so they are removed.
+fn up_to_date(existing: &KubeSecret, desired: &DesiredSecret, owner: &serde_json::Value) -> bool {
+    let data = existing.data.as_ref();
+    let same_data = desired.data.iter().all(|(key, value)| {
+        data.and_then(|data| data.get(key)).is_some_and(|current| current.0 == value.expose_secret())
+    });
+    let contains = |have: Option<&std::collections::BTreeMap<String, String>>,
+                    want: &std::collections::BTreeMap<String, String>| {
+        want.iter().all(|(key, value)| have.and_then(|have| have.get(key)) == Some(value))
+    };
+    let controlled = existing.metadata.owner_references.iter().flatten().any(|reference| {
+        Some(reference.uid.as_str()) == owner["uid"].as_str()
+            && reference.controller == Some(true)
+            && reference.block_owner_deletion == Some(true)
+    });
+    same_data
+        && existing.type_.as_deref().unwrap_or("Opaque") == desired.type_
+        && contains(existing.metadata.labels.as_ref(), &desired.labels)
+        && contains(existing.metadata.annotations.as_ref(), &desired.annotations)
+        && controlled
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::ByteString;
+    use serde_json::json;
+
+    use super::*;
+    use crate::fixtures::{secret, spec};
+
+    fn desired() -> (DesiredSecret, serde_json::Value) {
+        let spec = spec(json!([{"key": "id", "name": "u", "property": "username"}]));
+        let plan = materialize::plan(&spec).unwrap();
+        let fetched =
+            [secret(json!({"secret_type": "username_password", "username": "app", "password": "pw"}))];
+        let mut es = ExternalSecret::new("x", spec.clone());
+        es.metadata.uid = Some("uid-1".into());
+        (materialize::materialize(&spec, &plan, &fetched).unwrap(), owner_reference(&es))
+    }
+
+    fn existing(desired: &DesiredSecret, owner: &serde_json::Value) -> KubeSecret {
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": "x",
+                "labels": desired.labels,
+                "annotations": desired.annotations,
+                "ownerReferences": [owner],
+            },
+            "type": "Opaque",
+            "data": {"u": "YXBw"},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn up_to_date_detects_drift() {
+        let (desired, owner) = desired();
+        let secret = existing(&desired, &owner);
+        assert!(up_to_date(&secret, &desired, &owner));
+
+        let mut edited = secret.clone();
+        edited.data.as_mut().unwrap().insert("u".into(), ByteString(b"hacked".to_vec()));
+        assert!(!up_to_date(&edited, &desired, &owner));
+
+        let mut foreign_key = secret.clone();
+        foreign_key.data.as_mut().unwrap().insert("extra".into(), ByteString(b"x".to_vec()));
+        assert!(up_to_date(&foreign_key, &desired, &owner), "keys of other managers are theirs");
+
+        let mut unowned = secret.clone();
+        unowned.metadata.owner_references = None;
+        assert!(!up_to_date(&unowned, &desired, &owner));
+
+        let mut retyped = secret;
+        retyped.type_ = Some("ibm/ibmc-s3fs".into());
+        assert!(!up_to_date(&retyped, &desired, &owner));
+    }
+
+    /// Answers every read with one `username_password` secret and counts
+    /// the reads.
+    #[derive(Default)]
+    struct CountingProvider(std::sync::atomic::AtomicUsize);
+
+    impl CountingProvider {
+        fn answer(&self) -> Secret {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            secret(json!({"secret_type": "username_password", "username": "app", "password": "pw"}))
+        }
+    }
+
+    impl SecretsManager for CountingProvider {
+        async fn get_secret(&self, _: &str) -> crate::provider::Result<Secret> {
+            Ok(self.answer())
+        }
+
+        async fn get_secret_by_name(
+            &self,
+            _: &str,
+            _: crate::provider::SecretType,
+            _: &str,
+        ) -> crate::provider::Result<Secret> {
+            Ok(self.answer())
+        }
+
+        async fn get_secret_metadata(
+            &self,
+            _: &str,
+        ) -> crate::provider::Result<crate::provider::SecretMetadata> {
+            unreachable!("the controller reads values only")
+        }
+
+        async fn list_secrets(
+            &self,
+            _: &crate::provider::ListSecretsParams,
+        ) -> crate::provider::Result<crate::provider::SecretMetadataPage> {
+            unreachable!("the controller reads values only")
+        }
+
+        async fn get_secret_version(
+            &self,
+            _: &str,
+            _: &crate::provider::VersionRef,
+        ) -> crate::provider::Result<crate::provider::SecretVersion> {
+            unreachable!("the controller reads values only")
+        }
+    }
+
+    #[tokio::test]
+    async fn entries_sharing_a_remote_secret_fetch_it_once() {
+        let spec = spec(json!([
+            {"key": "id-1", "name": "u", "property": "username"},
+            {"key": "id-1", "name": "p", "property": "password"},
+            {"key": "id-2", "name": "q", "property": "password"},
+        ]));
+        let provider = CountingProvider::default();
+        let fetched = fetch(&provider, &materialize::plan(&spec).unwrap()).await.unwrap();
+        assert_eq!(fetched.len(), 2);
+        assert_eq!(provider.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn owner_reference_blocks_deletion() {
+        let (_, owner) = desired();
+        assert_eq!(owner["apiVersion"], "kubernetes-client.io/v1");
+        assert_eq!(owner["kind"], "ExternalSecret");
+        assert_eq!(owner["uid"], "uid-1");
+        assert_eq!(owner["controller"], true);
+        assert_eq!(owner["blockOwnerDeletion"], true);
+    }
+}

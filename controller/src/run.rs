@@ -1,0 +1,182 @@
+//! Wires the controller together: metrics, the HTTP endpoints, leader
+//! election and one kube-runtime `Controller` per watched namespace scope.
+//!
+//! [`run`] takes its outside world as parameters (a Kubernetes client, a
+//! Secrets Manager client factory, a shutdown future), so tests run the
+//! whole controller in-process against a real API server and the emulator.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::{FutureExt as _, StreamExt as _};
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{PredicateConfig, WatchStreamExt as _, predicates, reflector, watcher};
+use kube::{Api, Client};
+use prometheus_client::registry::Registry;
+
+use crate::crd::ExternalSecret;
+use crate::http::{self, HttpState};
+use crate::leader::{Election, LeaderConfig};
+use crate::materialize::{MANAGED_LABEL, MANAGED_VALUE};
+use crate::metrics::Metrics;
+use crate::provider::{self, CallObserver, SecretsManager};
+use crate::reconcile::{Context, error_policy, reconcile};
+use crate::telemetry::LogControl;
+use crate::{Error, Result};
+
+/// The controller's configuration (the binary maps its flags to it).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// How often each ExternalSecret is synced.
+    pub poll_interval: Duration,
+    /// The first retry delay after a failed sync.
+    pub retry_min_delay: Duration,
+    /// How many ExternalSecrets are synced at once (per namespace scope).
+    pub concurrency: u16,
+    /// The namespaces to watch; empty means all.
+    pub namespaces: Vec<String>,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz`; `None` for
+    /// nowhere.
+    pub http_addr: Option<SocketAddr>,
+    /// Leader election; `None` runs the controller unconditionally.
+    pub leader: Option<LeaderConfig>,
+    /// This replica's name in Events.
+    pub instance: String,
+    /// Serves `PUT /log-level` when set.
+    pub log_control: Option<LogControl>,
+}
+
+/// Runs the controller until `shutdown` completes.
+///
+/// `make_provider` builds the Secrets Manager client with the metrics'
+/// [`CallObserver`].
+pub async fn run<P, F>(
+    config: Config,
+    client: Client,
+    make_provider: F,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()>
+where
+    P: SecretsManager + 'static,
+    F: FnOnce(Arc<dyn CallObserver>) -> provider::Result<P>,
+{
+    let shutdown = shutdown.shared();
+    let mut registry = Registry::default();
+    let metrics = Arc::new(Metrics::new(&mut registry));
+    let provider = Arc::new(make_provider(metrics.clone()).map_err(Error::ProviderSetup)?);
+    let ready = Arc::new(AtomicBool::new(false));
+    let http = match config.http_addr {
+        Some(addr) => {
+            let state = HttpState {
+                registry: Arc::new(registry),
+                ready: ready.clone(),
+                log_control: config.log_control.clone(),
+            };
+            let (bound, server) = http::serve(addr, state, shutdown.clone()).await?;
+            tracing::info!(%bound, "serving /metrics, /healthz and /readyz");
+            Some(tokio::spawn(server))
+        }
+        None => None,
+    };
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter { controller: "cos-secrets-sync".into(), instance: Some(config.instance.clone()) },
+    );
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        provider,
+        recorder,
+        metrics.clone(),
+        config.poll_interval,
+        config.retry_min_delay,
+    ));
+
+    match &config.leader {
+        None => {
+            ready.store(true, Ordering::Release);
+            metrics.set_leader(true);
+            run_controllers(&config, &ctx, shutdown.clone()).await;
+        }
+        Some(leader) => {
+            let mut election = Election::start(client, leader).await?;
+            ready.store(true, Ordering::Release);
+            tracing::info!(identity = %leader.identity, lease = %leader.lease_name, "waiting for leadership");
+            loop {
+                tokio::select! {
+                    () = shutdown.clone() => break,
+                    changed = election.is_leader.wait_for(|leading| *leading) => if changed.is_err() { break },
+                }
+                tracing::info!(identity = %leader.identity, "became leader");
+                metrics.set_leader(true);
+                tokio::select! {
+                    () = run_controllers(&config, &ctx, shutdown.clone()) => {}
+                    _ = election.is_leader.wait_for(|leading| !*leading) => {
+                        tracing::warn!(identity = %leader.identity, "lost leadership; stopping the controller");
+                    }
+                }
+                metrics.set_leader(false);
+                metrics.set_stores(Vec::new());
+                if shutdown.clone().now_or_never().is_some() {
+                    break;
+                }
+            }
+            election.stop().await;
+        }
+    }
+    if let Some(http) = http {
+        let _ = http.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Runs one Controller per namespace scope until `shutdown`.
+async fn run_controllers<P: SecretsManager + 'static>(
+    config: &Config,
+    ctx: &Arc<Context<P>>,
+    shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
+) {
+    let scopes: Vec<Option<&str>> = if config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        config.namespaces.iter().map(|ns| Some(ns.as_str())).collect()
+    };
+    let client = &ctx.client;
+    let mut stores = Vec::new();
+    let controllers: Vec<_> = scopes
+        .into_iter()
+        .map(|scope| {
+            let (externals, secrets): (Api<ExternalSecret>, Api<KubeSecret>) = match scope {
+                None => (Api::all(client.clone()), Api::all(client.clone())),
+                Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+            };
+            let (reader, writer) = reflector::store();
+            stores.push(reader.clone());
+            // Status writes do not bump the generation, so they do not
+            // trigger a sync; polling is driven by requeues.
+            let trigger = watcher(externals, watcher::Config::default())
+                .default_backoff()
+                .reflect(writer)
+                .applied_objects()
+                .predicate_filter(predicates::generation, PredicateConfig::default());
+            let managed = watcher::Config::default().labels(&format!("{MANAGED_LABEL}={MANAGED_VALUE}"));
+            Controller::for_stream(trigger, reader)
+                .owns(secrets, managed)
+                .with_config(controller::Config::default().concurrency(config.concurrency))
+                .graceful_shutdown_on(shutdown.clone())
+                .run(reconcile, error_policy, ctx.clone())
+                .for_each(|result| {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "reconcile failed");
+                    }
+                    std::future::ready(())
+                })
+        })
+        .collect();
+    ctx.metrics.set_stores(stores);
+    futures::future::join_all(controllers).await;
+}
