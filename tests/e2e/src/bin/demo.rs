@@ -25,6 +25,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let Args { controller, mounter, crd, keep } = Args::parse();
-    tracing_subscriber::fmt().with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     e2e::demo::run(e2e::demo::DemoOptions { controller, mounter, crd, keep }).await
 }
