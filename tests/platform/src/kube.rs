@@ -211,6 +211,7 @@ async fn start_apiserver(
         .arg("--service-account-issuer=https://kubernetes.default.svc")
         .arg("--api-audiences=https://kubernetes.default.svc,iam")
         .arg("--service-cluster-ip-range=10.0.0.0/24")
+        .arg("--allow-privileged=true")
         .arg("--enable-priority-and-fairness=false")
         .arg("--profiling=false")
         .arg("--v=1");
