@@ -41,6 +41,9 @@ pub const API_KEY: &str = "api-key";
 /// Secret key naming the COS service instance id (IAM mode).
 pub const SERVICE_INSTANCE_ID: &str = "service-instance-id";
 
+const IAM_MODE: &str = "IAM mode, because `api-key` is present";
+const HMAC_MODE: &str = "HMAC mode, because `api-key` is absent";
+
 /// What can go wrong while reading credentials.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -123,10 +126,9 @@ impl fmt::Debug for Credentials {
 impl PartialEq for Credentials {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
-            (
-                Self::Hmac { access_key: a, secret_key: s },
-                Self::Hmac { access_key: b, secret_key: t },
-            ) => a == b && s.expose_secret() == t.expose_secret(),
+            (Self::Hmac { access_key: a, secret_key: s }, Self::Hmac { access_key: b, secret_key: t }) => {
+                a == b && s.expose_secret() == t.expose_secret()
+            }
             (
                 Self::Iam { api_key: a, service_instance_id: s },
                 Self::Iam { api_key: b, service_instance_id: t },
@@ -152,16 +154,14 @@ impl Credentials {
             text(key)?.ok_or(CredentialsError::MissingKey { key, mode })
         };
         if let Some(api_key) = text(API_KEY)? {
-            const MODE: &str = "IAM mode, because `api-key` is present";
             return Ok(Self::Iam {
                 api_key: api_key.into(),
-                service_instance_id: required(SERVICE_INSTANCE_ID, MODE)?,
+                service_instance_id: required(SERVICE_INSTANCE_ID, IAM_MODE)?,
             });
         }
-        const MODE: &str = "HMAC mode, because `api-key` is absent";
         Ok(Self::Hmac {
-            access_key: required(ACCESS_KEY, MODE)?,
-            secret_key: required(SECRET_KEY, MODE)?.into(),
+            access_key: required(ACCESS_KEY, HMAC_MODE)?,
+            secret_key: required(SECRET_KEY, HMAC_MODE)?.into(),
         })
     }
 
@@ -198,7 +198,7 @@ pub enum Source {
     /// One Secret read through the Kubernetes API.
     Secret {
         /// The API handle, scoped to the Secret's namespace.
-        api: kube::Api<k8s_openapi::api::core::v1::Secret>,
+        api: Box<kube::Api<k8s_openapi::api::core::v1::Secret>>,
         /// The Secret's namespace.
         namespace: String,
         /// The Secret's name.
@@ -335,7 +335,9 @@ mod tests {
         assert!(error.to_string().contains("`service-instance-id`"), "{error}");
         let credentials =
             Credentials::from_data(&data(&[("api-key", "k"), ("service-instance-id", "crn:1")])).unwrap();
-        assert!(matches!(credentials, Credentials::Iam { ref service_instance_id, .. } if service_instance_id == "crn:1"));
+        assert!(
+            matches!(credentials, Credentials::Iam { ref service_instance_id, .. } if service_instance_id == "crn:1")
+        );
     }
 
     #[test]
@@ -348,8 +350,10 @@ mod tests {
 
     #[test]
     fn debug_is_redacted() {
-        let hmac = Credentials::from_data(&data(&[("access-key", "AKID"), ("secret-key", "hunter2")])).unwrap();
-        let iam = Credentials::from_data(&data(&[("api-key", "topsecret"), ("service-instance-id", "i")])).unwrap();
+        let hmac =
+            Credentials::from_data(&data(&[("access-key", "AKID"), ("secret-key", "hunter2")])).unwrap();
+        let iam =
+            Credentials::from_data(&data(&[("api-key", "topsecret"), ("service-instance-id", "i")])).unwrap();
         let shown = format!("{hmac:?} {iam:?} {:?}", Source::Fixed(hmac.clone()));
         assert!(!shown.contains("hunter2") && !shown.contains("topsecret"), "{shown}");
         assert!(shown.contains("AKID"));

@@ -1,12 +1,22 @@
-use clap::Parser;
+//! The `mounter` binary: parses the command line, installs logging and runs.
 
-/// cos-secrets-sync mounter: mounts a Cloud Object Storage bucket with FUSE.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Args {}
+use clap::Parser as _;
 
-fn main() {
-    let Args {} = Args::parse();
-    tracing_subscriber::fmt().init();
-    tracing::warn!("the mounter is not implemented yet");
+fn main() -> std::process::ExitCode {
+    let args = mounter::cli::Args::parse();
+    mounter::logging::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(args.run(mounter::shutdown_signal())) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = %mounter::error_chain(&*error), "mounter failed");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

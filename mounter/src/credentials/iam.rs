@@ -136,6 +136,20 @@ mod tests {
         tokens.token(&SecretString::from("k2")).await.unwrap();
     }
 
+    /// The token part against the project's IAM emulator (COS itself, which
+    /// would accept the token, is not available locally; MinIO refuses it).
+    #[tokio::test]
+    async fn the_emulated_iam_service_issues_tokens_for_known_keys_only() {
+        let listen = "127.0.0.1:0".parse().unwrap();
+        let emulator =
+            sm_emulator::Emulator::start(sm_emulator::EmulatorConfig::default(), listen).await.unwrap();
+        let tokens = IamTokens::new(reqwest::Client::new(), &Url::parse(&emulator.url()).unwrap());
+        let token = tokens.token(&SecretString::from(sm_emulator::config::DEFAULT_API_KEY)).await.unwrap();
+        assert!(!token.expose_secret().is_empty());
+        let error = tokens.token(&SecretString::from("not-a-key")).await.unwrap_err();
+        assert!(matches!(error, IamError::Refused { .. }), "{error:?}");
+    }
+
     #[tokio::test]
     async fn a_refused_key_is_an_error_without_the_key() {
         let server = MockServer::start().await;

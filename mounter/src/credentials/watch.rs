@@ -15,7 +15,7 @@ pub fn spawn_watcher(store: Arc<CredentialStore>, interval: Duration) -> tokio::
     tokio::spawn(async move {
         match store.source().clone() {
             Source::Dir(_) => poll(&store, interval).await,
-            Source::Secret { api, name, .. } => watch_secret(&store, api, &name).await,
+            Source::Secret { api, name, .. } => watch_secret(&store, *api, &name).await,
             Source::Fixed(_) => {}
         }
     })
@@ -49,7 +49,9 @@ async fn watch_secret(
                     Ok(credentials) => {
                         store.swap(credentials);
                     }
-                    Err(error) => tracing::warn!(%error, "ignoring invalid Secret; keeping the current credentials"),
+                    Err(error) => {
+                        tracing::warn!(%error, "ignoring invalid Secret; keeping the current credentials");
+                    }
                 }
             }
             Ok(watcher::Event::Delete(_)) => {

@@ -1,0 +1,676 @@
+//! The filesystem core: POSIX-ish operations over an [`ObjectStore`],
+//! independent of the FUSE bindings.
+//!
+//! Every operation is an async method returning a plain reply struct or an
+//! [`FsError`]; [`crate::fuse`] only forwards. That keeps the logic testable
+//! against [`crate::store::mem::MemStore`] without a mount.
+//!
+//! Mapping (see `docs/semantics.md`):
+//! - a file is an object; a directory is a key prefix ending in `/`, with or
+//!   without a zero-byte marker object of that name;
+//! - `lookup` asks the parent's cached listing when fresh, then a negative
+//!   cache, then the server (HeadObject and a one-key listing in parallel);
+//!   a directory shadows a file of the same name;
+//! - `readdir` lists with delimiter `/`, all pages, and caches the result for
+//!   the metadata TTL;
+//! - reads go through [`crate::prefetch`]; new files and `O_TRUNC` rewrites
+//!   through [`crate::upload`];
+//! - `rename` of a file is CopyObject then DeleteObject (not atomic); a
+//!   directory rename answers `EXDEV`, which makes `mv` copy and delete.
+
+pub mod error;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use tokio::sync::Semaphore;
+
+pub use self::error::{FsError, Result, ToErrno};
+use crate::inode::{Inode, InodeTable, Kind, Listing, ROOT};
+use crate::metrics::Metrics;
+use crate::prefetch::{PrefetchConfig, Reader};
+use crate::staging::Staged;
+use crate::store::{ObjectMeta, ObjectStore, StoreError};
+use crate::upload::{Upload, UploadConfig};
+
+const LIST_PAGE: usize = 1000;
+
+/// How the filesystem presents the bucket.
+#[derive(Debug, Clone)]
+pub struct FsConfig {
+    /// Key prefix the mount shows (empty, or ending in `/`).
+    pub prefix: String,
+    /// Owner of every file.
+    pub uid: u32,
+    /// Group of every file.
+    pub gid: u32,
+    /// Permission bits of files.
+    pub file_mode: u16,
+    /// Permission bits of directories.
+    pub dir_mode: u16,
+    /// Refuse every change.
+    pub read_only: bool,
+    /// How long attributes and listings are trusted.
+    pub metadata_ttl: Duration,
+    /// How long a name known to be absent stays absent.
+    pub negative_ttl: Duration,
+    /// Read tuning.
+    pub prefetch: PrefetchConfig,
+    /// Write tuning.
+    pub upload: UploadConfig,
+    /// The largest file changed in place through a local copy (0: never).
+    pub staging_limit: u64,
+}
+
+impl Default for FsConfig {
+    fn default() -> Self {
+        Self {
+            prefix: String::new(),
+            uid: 0,
+            gid: 0,
+            file_mode: 0o644,
+            dir_mode: 0o755,
+            read_only: false,
+            metadata_ttl: Duration::from_secs(1),
+            negative_ttl: Duration::from_secs(1),
+            prefetch: PrefetchConfig::default(),
+            upload: UploadConfig::default(),
+            staging_limit: 1024 * 1024 * 1024,
+        }
+    }
+}
+
+/// Attributes of a file or directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attr {
+    /// Inode number.
+    pub ino: u64,
+    /// File or directory.
+    pub kind: Kind,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time.
+    pub mtime: SystemTime,
+    /// Permission bits.
+    pub perm: u16,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+}
+
+/// One directory entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    /// Inode number.
+    pub ino: u64,
+    /// Name.
+    pub name: String,
+    /// File or directory.
+    pub kind: Kind,
+}
+
+/// How a file is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenMode {
+    /// Opened for writing (`O_WRONLY` or `O_RDWR`).
+    pub write: bool,
+    /// Opened for reading too (`O_RDONLY` or `O_RDWR`).
+    pub read: bool,
+    /// `O_TRUNC`.
+    pub truncate: bool,
+}
+
+/// A file open for writing, and the process that opened it.
+struct Writer<W> {
+    inode: Arc<Inode>,
+    body: tokio::sync::Mutex<W>,
+    opener: u32,
+}
+
+enum Handle<S> {
+    Read(tokio::sync::Mutex<Reader<S>>),
+    /// A new or truncated file, streamed as it is written.
+    Write(Writer<Upload<S>>),
+    /// A file changed in place through a local copy.
+    Staged(Writer<Staged<S>>),
+    Dir(Mutex<Option<Vec<DirEntry>>>),
+}
+
+/// The filesystem over one bucket (and prefix).
+pub struct Fs<S> {
+    store: Arc<S>,
+    config: FsConfig,
+    inodes: InodeTable,
+    negative: Mutex<HashMap<(u64, String), Instant>>,
+    handles: Mutex<HashMap<u64, Arc<Handle<S>>>>,
+    next_handle: AtomicU64,
+    budget: Arc<Semaphore>,
+    metrics: Metrics,
+}
+
+impl<S> std::fmt::Debug for Fs<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fs").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn valid_name(name: &str) -> Result<&str> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+        return Err(FsError::InvalidName);
+    }
+    Ok(name)
+}
+
+impl<S: ObjectStore> Fs<S> {
+    /// The filesystem over `store`.
+    pub fn new(store: Arc<S>, config: FsConfig, metrics: Metrics) -> Self {
+        let budget = config.prefetch.budget();
+        Self {
+            inodes: InodeTable::new(config.prefix.clone()),
+            store,
+            config,
+            negative: Mutex::new(HashMap::new()),
+            handles: Mutex::new(HashMap::new()),
+            next_handle: AtomicU64::new(1),
+            budget,
+            metrics,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &FsConfig {
+        &self.config
+    }
+
+    fn inode(&self, ino: u64) -> Result<Arc<Inode>> {
+        self.inodes.get(ino).ok_or(FsError::NotFound)
+    }
+
+    fn dir(&self, ino: u64) -> Result<Arc<Inode>> {
+        let inode = self.inode(ino)?;
+        if inode.kind == Kind::Dir { Ok(inode) } else { Err(FsError::NotADirectory) }
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.config.read_only { Err(FsError::ReadOnly) } else { Ok(()) }
+    }
+
+    fn attr(&self, inode: &Inode) -> Attr {
+        let stat = inode.stat();
+        let (size, perm) = match inode.kind {
+            Kind::File => (stat.size, self.config.file_mode),
+            Kind::Dir => (0, self.config.dir_mode),
+        };
+        Attr {
+            ino: inode.ino,
+            kind: inode.kind,
+            size,
+            mtime: stat.mtime,
+            perm,
+            uid: self.config.uid,
+            gid: self.config.gid,
+        }
+    }
+
+    fn fresh(&self, at: Option<Instant>) -> bool {
+        at.is_some_and(|at| at.elapsed() < self.config.metadata_ttl)
+    }
+
+    /// Drops what is cached about `name` in `parent` after a change.
+    fn changed(&self, parent: &Inode, name: &str) {
+        *parent.listing() = None;
+        lock(&self.negative).remove(&(parent.ino, name.to_owned()));
+    }
+
+    fn add_handle(&self, handle: Handle<S>) -> u64 {
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        lock(&self.handles).insert(fh, Arc::new(handle));
+        fh
+    }
+
+    fn handle(&self, fh: u64) -> Result<Arc<Handle<S>>> {
+        lock(&self.handles).get(&fh).cloned().ok_or(FsError::BadHandle)
+    }
+
+    /// Resolves `name` in directory `parent`.
+    pub async fn lookup(&self, parent: u64, name: &str) -> Result<Attr> {
+        let parent = self.dir(parent)?;
+        let name = valid_name(name)?;
+        if let Some(inode) = self.inodes.find(parent.ino, name)
+            && inode.stat().pending
+        {
+            return Ok(self.attr(&inode));
+        }
+        let cached = parent
+            .listing()
+            .as_ref()
+            .filter(|l| self.fresh(Some(l.fetched)))
+            .map(|l| l.children.get(name).cloned());
+        self.metrics.cache("listing", cached.is_some());
+        match cached {
+            Some(Some((kind, meta))) => {
+                let inode = self.inodes.child(&parent, name, kind, meta.as_ref());
+                return Ok(self.attr(&inode));
+            }
+            Some(None) => return Err(FsError::NotFound),
+            None => {}
+        }
+        let negative = lock(&self.negative)
+            .get(&(parent.ino, name.to_owned()))
+            .is_some_and(|at| at.elapsed() < self.config.negative_ttl);
+        self.metrics.cache("negative", negative);
+        if negative {
+            return Err(FsError::NotFound);
+        }
+        let file_key = parent.child_key(name, Kind::File);
+        let dir_key = parent.child_key(name, Kind::Dir);
+        let (file, dir) = tokio::join!(self.store.head(&file_key), self.store.list(&dir_key, 1, None));
+        let dir = dir?;
+        if !dir.objects.is_empty() || !dir.prefixes.is_empty() {
+            return Ok(self.attr(&self.inodes.child(&parent, name, Kind::Dir, None)));
+        }
+        if let Some(meta) = file? {
+            return Ok(self.attr(&self.inodes.child(&parent, name, Kind::File, Some(&meta))));
+        }
+        lock(&self.negative).insert((parent.ino, name.to_owned()), Instant::now());
+        Err(FsError::NotFound)
+    }
+
+    /// The attributes of `ino`, revalidated with HeadObject after the TTL.
+    pub async fn getattr(&self, ino: u64) -> Result<Attr> {
+        let inode = self.inode(ino)?;
+        let (pending, validated) = {
+            let stat = inode.stat();
+            (stat.pending, stat.validated)
+        };
+        if inode.kind == Kind::Dir || pending || self.fresh(validated) {
+            return Ok(self.attr(&inode));
+        }
+        match self.store.head(&inode.key).await? {
+            Some(meta) => {
+                inode.validate(Some(&meta));
+                Ok(self.attr(&inode))
+            }
+            None => Err(FsError::NotFound),
+        }
+    }
+
+    /// Changes attributes. Only the size changes anything; mode, owner and
+    /// times are accepted and ignored (they are mount-wide). Through a
+    /// staged handle (`ftruncate`) any size works; otherwise only 0 (an
+    /// empty object is written) or the current size.
+    pub async fn setattr(&self, ino: u64, size: Option<u64>, fh: Option<u64>) -> Result<Attr> {
+        let inode = self.inode(ino)?;
+        let staged = fh.and_then(|fh| self.handle(fh).ok()).filter(|h| matches!(**h, Handle::Staged(_)));
+        match size {
+            None => {}
+            Some(size) if staged.is_some() => {
+                if let Some(Handle::Staged(writer)) = staged.as_deref() {
+                    writer.body.lock().await.set_len(size)?;
+                    inode.stat().size = size;
+                }
+            }
+            Some(_) if inode.kind == Kind::Dir => return Err(FsError::IsADirectory),
+            Some(0) => {
+                self.writable()?;
+                if !inode.stat().pending {
+                    self.store.put(&inode.key, Bytes::new()).await?;
+                    let mut stat = inode.stat();
+                    stat.size = 0;
+                    stat.mtime = SystemTime::now();
+                    stat.validated = Some(Instant::now());
+                }
+            }
+            Some(size) if size == self.getattr(ino).await?.size => {}
+            Some(_) => return Err(FsError::Unsupported("truncating to a size other than 0")),
+        }
+        Ok(self.attr(&inode))
+    }
+
+    /// Lists directory `ino`, from the cache when fresh.
+    async fn list_dir(&self, dir: &Inode) -> Result<BTreeMap<String, (Kind, Option<ObjectMeta>)>> {
+        if let Some(listing) = dir.listing().as_ref()
+            && self.fresh(Some(listing.fetched))
+        {
+            return Ok(listing.children.clone());
+        }
+        let mut children = BTreeMap::new();
+        let mut token = None;
+        loop {
+            let page = self.store.list(&dir.key, LIST_PAGE, token).await?;
+            for prefix in page.prefixes {
+                let name = prefix[dir.key.len()..].trim_end_matches('/');
+                if valid_name(name).is_ok() {
+                    children.insert(name.to_owned(), (Kind::Dir, None));
+                }
+            }
+            for (key, meta) in page.objects {
+                let name = &key[dir.key.len()..];
+                if valid_name(name).is_ok() && !children.contains_key(name) {
+                    children.insert(name.to_owned(), (Kind::File, Some(meta)));
+                }
+            }
+            token = page.next;
+            if token.is_none() {
+                break;
+            }
+        }
+        *dir.listing() = Some(Listing { fetched: Instant::now(), children: children.clone() });
+        Ok(children)
+    }
+
+    /// Opens directory `ino` for reading.
+    pub fn opendir(&self, ino: u64) -> Result<u64> {
+        self.dir(ino)?;
+        Ok(self.add_handle(Handle::Dir(Mutex::new(None))))
+    }
+
+    /// Directory entries from `offset` on (`.` and `..` included). The
+    /// listing is taken at offset 0 and kept in the handle, so pages agree.
+    pub async fn readdir(&self, ino: u64, fh: u64, offset: usize) -> Result<Vec<DirEntry>> {
+        let Handle::Dir(snapshot) = &*self.handle(fh)? else { return Err(FsError::BadHandle) };
+        if offset == 0 || lock(snapshot).is_none() {
+            let dir = self.dir(ino)?;
+            let children = self.list_dir(&dir).await?;
+            let mut entries = vec![
+                DirEntry { ino: dir.ino, name: ".".into(), kind: Kind::Dir },
+                DirEntry {
+                    ino: if dir.ino == ROOT { ROOT } else { dir.parent },
+                    name: "..".into(),
+                    kind: Kind::Dir,
+                },
+            ];
+            for (name, (kind, meta)) in &children {
+                let inode = self.inodes.child(&dir, name, *kind, meta.as_ref());
+                entries.push(DirEntry { ino: inode.ino, name: name.clone(), kind: *kind });
+            }
+            for inode in self.inodes.pending_children(dir.ino) {
+                if !children.contains_key(&inode.name) {
+                    entries.push(DirEntry { ino: inode.ino, name: inode.name.clone(), kind: Kind::File });
+                }
+            }
+            *lock(snapshot) = Some(entries);
+        }
+        Ok(lock(snapshot)
+            .as_ref()
+            .map(|entries| entries.iter().skip(offset).cloned().collect())
+            .unwrap_or_default())
+    }
+
+    /// Opens file `ino` for process `pid`; returns the handle.
+    pub async fn open(&self, ino: u64, mode: OpenMode, pid: u32) -> Result<u64> {
+        let inode = self.inode(ino)?;
+        if inode.kind == Kind::Dir {
+            return Err(FsError::IsADirectory);
+        }
+        if mode.write {
+            self.writable()?;
+        }
+        let size = self.getattr(ino).await?.size;
+        if mode.write && !mode.read && (mode.truncate || size == 0) {
+            return Ok(self.start_upload(inode, pid));
+        }
+        if mode.write {
+            return self.start_staged(inode, size, mode.truncate, pid).await;
+        }
+        let reader = Reader::new(
+            self.store.clone(),
+            inode.key.clone(),
+            size,
+            self.config.prefetch,
+            self.budget.clone(),
+            self.metrics.clone(),
+        );
+        Ok(self.add_handle(Handle::Read(tokio::sync::Mutex::new(reader))))
+    }
+
+    fn start_upload(&self, inode: Arc<Inode>, opener: u32) -> u64 {
+        self.inodes.set_pending(&inode, true);
+        {
+            let mut stat = inode.stat();
+            stat.size = 0;
+            stat.mtime = SystemTime::now();
+        }
+        let upload = Upload::new(self.store.clone(), inode.key.clone(), self.config.upload);
+        self.add_handle(Handle::Write(Writer { inode, body: tokio::sync::Mutex::new(upload), opener }))
+    }
+
+    async fn start_staged(&self, inode: Arc<Inode>, size: u64, truncate: bool, opener: u32) -> Result<u64> {
+        if self.config.staging_limit == 0 {
+            return Err(FsError::Unsupported("changing an existing file in place (staging is disabled)"));
+        }
+        let staged = Staged::open(
+            self.store.clone(),
+            inode.key.clone(),
+            size,
+            truncate,
+            self.config.staging_limit,
+            self.config.upload,
+        )
+        .await?;
+        self.inodes.set_pending(&inode, true);
+        inode.stat().size = staged.len();
+        Ok(self.add_handle(Handle::Staged(Writer { inode, body: tokio::sync::Mutex::new(staged), opener })))
+    }
+
+    /// Creates file `name` in `parent` and opens it for writing by process `pid`.
+    pub fn create(&self, parent: u64, name: &str, pid: u32) -> Result<(Attr, u64)> {
+        self.writable()?;
+        let parent = self.dir(parent)?;
+        let name = valid_name(name)?;
+        if let Some(existing) = self.inodes.find(parent.ino, name)
+            && existing.kind == Kind::Dir
+        {
+            return Err(FsError::IsADirectory);
+        }
+        let inode = self.inodes.child(&parent, name, Kind::File, None);
+        self.changed(&parent, name);
+        let fh = self.start_upload(inode.clone(), pid);
+        Ok((self.attr(&inode), fh))
+    }
+
+    /// Reads up to `size` bytes at `offset`.
+    pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes> {
+        match &*self.handle(fh)? {
+            Handle::Read(reader) => {
+                let bytes = reader.lock().await.read(offset, u64::from(size)).await?;
+                self.metrics.fs_bytes("read", bytes.len());
+                Ok(bytes)
+            }
+            Handle::Staged(writer) => {
+                let bytes = writer.body.lock().await.read(offset, size)?;
+                self.metrics.fs_bytes("read", bytes.len());
+                Ok(bytes)
+            }
+            Handle::Write(..) => Err(FsError::Unsupported("reading a file while it is being written")),
+            Handle::Dir(_) => Err(FsError::IsADirectory),
+        }
+    }
+
+    /// Writes `data` at `offset`: sequential writes for new or truncated
+    /// files, any offset for staged ones.
+    pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
+        let handle = self.handle(fh)?;
+        let (inode, size) = match &*handle {
+            Handle::Write(writer) => {
+                let mut upload = writer.body.lock().await;
+                upload.write(offset, data).await?;
+                (&writer.inode, upload.written())
+            }
+            Handle::Staged(writer) => {
+                let mut staged = writer.body.lock().await;
+                staged.write(offset, data)?;
+                (&writer.inode, staged.len())
+            }
+            Handle::Read(_) => return Err(FsError::Unsupported("writing through a handle opened read-only")),
+            Handle::Dir(_) => return Err(FsError::IsADirectory),
+        };
+        inode.stat().size = size;
+        self.metrics.fs_bytes("write", data.len());
+        Ok(u32::try_from(data.len()).unwrap_or(u32::MAX))
+    }
+
+    /// `close` of a descriptor by process `pid`: uploads what was written,
+    /// unless `pid` is not the process that opened the file or nothing was
+    /// written yet. A forked child
+    /// closing its inherited copy (as every `fork` + `exec` does) must not
+    /// end the parent's upload; Mountpoint makes the same distinction.
+    pub async fn flush(&self, fh: u64, pid: u32) -> Result<()> {
+        let handle = self.handle(fh)?;
+        if let Handle::Write(Writer { opener, .. }) | Handle::Staged(Writer { opener, .. }) = &*handle
+            && *opener != pid
+        {
+            tracing::debug!(fh, pid, opener, "flush by another process; not uploading yet");
+            return Ok(());
+        }
+        // Shell redirection opens, `dup2`s and closes the original descriptor
+        // before writing: a flush of a new file with nothing written yet is
+        // that close, not the end of the file (release still uploads it).
+        if let Handle::Write(Writer { body, .. }) = &*handle
+            && body.lock().await.written() == 0
+        {
+            tracing::debug!(fh, "flush before any write; not uploading yet");
+            return Ok(());
+        }
+        self.commit(fh).await
+    }
+
+    /// Uploads what was written through `fh` (fsync, release). Idempotent.
+    pub async fn commit(&self, fh: u64) -> Result<()> {
+        let handle = self.handle(fh)?;
+        let (inode, result) = match &*handle {
+            Handle::Write(Writer { inode, body, .. }) => {
+                let mut upload = body.lock().await;
+                if upload.is_committed() {
+                    return Ok(());
+                }
+                let result = upload.commit().await.map_err(FsError::from);
+                // A streamed file is complete once committed, uploaded or not.
+                self.inodes.set_pending(inode, false);
+                inode.stat().size = upload.written();
+                (inode, result)
+            }
+            Handle::Staged(Writer { inode, body, .. }) => {
+                let mut staged = body.lock().await;
+                let result = staged.commit().await.map_err(FsError::from);
+                inode.stat().size = staged.len();
+                (inode, result)
+            }
+            Handle::Read(_) | Handle::Dir(_) => return Ok(()),
+        };
+        {
+            let mut stat = inode.stat();
+            stat.mtime = SystemTime::now();
+            stat.validated = result.is_ok().then(Instant::now);
+        }
+        if let Some(parent) = self.inodes.get(inode.parent) {
+            self.changed(&parent, &inode.name);
+        }
+        result
+    }
+
+    /// Closes `fh`, uploading first if needed.
+    pub async fn release(&self, fh: u64) -> Result<()> {
+        let result = self.commit(fh).await;
+        if let Some(handle) = lock(&self.handles).remove(&fh)
+            && let Handle::Staged(writer) = &*handle
+        {
+            self.inodes.set_pending(&writer.inode, false);
+        }
+        result
+    }
+
+    /// Deletes file `name`.
+    pub async fn unlink(&self, parent: u64, name: &str) -> Result<()> {
+        self.writable()?;
+        let attr = self.lookup(parent, name).await?;
+        if attr.kind == Kind::Dir {
+            return Err(FsError::IsADirectory);
+        }
+        let parent = self.dir(parent)?;
+        self.store.delete(&parent.child_key(name, Kind::File)).await?;
+        self.inodes.remove(parent.ino, name);
+        self.changed(&parent, name);
+        Ok(())
+    }
+
+    /// Creates directory `name` as a `name/` marker object.
+    pub async fn mkdir(&self, parent: u64, name: &str) -> Result<Attr> {
+        self.writable()?;
+        match self.lookup(parent, name).await {
+            Ok(_) => return Err(FsError::Exists),
+            Err(FsError::NotFound) => {}
+            Err(error) => return Err(error),
+        }
+        let parent = self.dir(parent)?;
+        self.store.put(&parent.child_key(name, Kind::Dir), Bytes::new()).await?;
+        self.changed(&parent, name);
+        Ok(self.attr(&self.inodes.child(&parent, name, Kind::Dir, None)))
+    }
+
+    /// Removes empty directory `name` (its marker, if any).
+    pub async fn rmdir(&self, parent: u64, name: &str) -> Result<()> {
+        self.writable()?;
+        if self.lookup(parent, name).await?.kind != Kind::Dir {
+            return Err(FsError::NotADirectory);
+        }
+        let parent = self.dir(parent)?;
+        let prefix = parent.child_key(name, Kind::Dir);
+        let page = self.store.list(&prefix, 2, None).await?;
+        let has_children = !page.prefixes.is_empty() || page.objects.iter().any(|(key, _)| *key != prefix);
+        let pending = self
+            .inodes
+            .find(parent.ino, name)
+            .is_some_and(|dir| !self.inodes.pending_children(dir.ino).is_empty());
+        if has_children || pending {
+            return Err(FsError::NotEmpty);
+        }
+        self.store.delete(&prefix).await?;
+        self.inodes.remove(parent.ino, name);
+        self.changed(&parent, name);
+        Ok(())
+    }
+
+    /// Renames file `name` to `new_name` (copy, then delete).
+    pub async fn rename(&self, parent: u64, name: &str, new_parent: u64, new_name: &str) -> Result<()> {
+        self.writable()?;
+        let source = self.lookup(parent, name).await?;
+        if source.kind == Kind::Dir {
+            return Err(FsError::CrossDevice);
+        }
+        let new_name = valid_name(new_name)?;
+        if parent == new_parent && name == new_name {
+            // POSIX: renaming a file onto itself does nothing (copy + delete would lose it).
+            return Ok(());
+        }
+        match self.lookup(new_parent, new_name).await {
+            Ok(target) if target.kind == Kind::Dir => return Err(FsError::IsADirectory),
+            Ok(_) | Err(FsError::NotFound) => {}
+            Err(error) => return Err(error),
+        }
+        let (parent, new_parent) = (self.dir(parent)?, self.dir(new_parent)?);
+        let from = parent.child_key(name, Kind::File);
+        let to = new_parent.child_key(new_name, Kind::File);
+        self.store.copy(&from, &to).await?;
+        match self.store.delete(&from).await {
+            Ok(()) | Err(StoreError::NotFound) => {}
+            Err(error) => return Err(error.into()),
+        }
+        self.inodes.remove(parent.ino, name);
+        self.inodes.remove(new_parent.ino, new_name);
+        self.changed(&parent, name);
+        self.changed(&new_parent, new_name);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

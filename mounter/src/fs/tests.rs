@@ -1,0 +1,275 @@
+//! Unit tests of the filesystem core against the in-memory store.
+
+use super::*;
+use crate::store::mem::MemStore;
+
+const WRITE: OpenMode = OpenMode { write: true, read: false, truncate: true };
+const PID: u32 = 100;
+const READ: OpenMode = OpenMode { write: false, read: true, truncate: false };
+
+fn fs_with(objects: &[(&str, &str)], prefix: &str) -> (Arc<MemStore>, Fs<MemStore>) {
+    let store = Arc::new(MemStore::default());
+    for (key, body) in objects {
+        store.insert(key, body.as_bytes().to_vec());
+    }
+    let config = FsConfig {
+        prefix: prefix.to_owned(),
+        upload: UploadConfig { part_size: 8, max_parallel_parts: 2 },
+        ..FsConfig::default()
+    };
+    (store.clone(), Fs::new(store, config, Metrics::default()))
+}
+
+async fn names(fs: &Fs<MemStore>, ino: u64) -> Vec<String> {
+    let fh = fs.opendir(ino).unwrap();
+    fs.readdir(ino, fh, 0).await.unwrap().into_iter().map(|e| e.name).collect()
+}
+
+async fn read_all(fs: &Fs<MemStore>, ino: u64) -> Vec<u8> {
+    let fh = fs.open(ino, READ, PID).await.unwrap();
+    let mut out = Vec::new();
+    loop {
+        let chunk = fs.read(fh, out.len() as u64, 5).await.unwrap();
+        if chunk.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&chunk);
+    }
+    fs.release(fh).await.unwrap();
+    out
+}
+
+#[tokio::test]
+async fn listing_shows_files_and_implicit_and_marked_directories() {
+    let (_, fs) = fs_with(&[("a.txt", "A"), ("d/x", "X"), ("e/", ""), ("d/sub/y", "Y")], "");
+    assert_eq!(names(&fs, ROOT).await, [".", "..", "a.txt", "d", "e"]);
+    let d = fs.lookup(ROOT, "d").await.unwrap();
+    assert_eq!(d.kind, Kind::Dir);
+    assert_eq!(names(&fs, d.ino).await, [".", "..", "sub", "x"]);
+    let e = fs.lookup(ROOT, "e").await.unwrap();
+    assert_eq!(names(&fs, e.ino).await, [".", ".."]);
+    assert!(matches!(fs.lookup(ROOT, "missing").await, Err(FsError::NotFound)));
+}
+
+#[tokio::test]
+async fn the_prefix_is_the_root() {
+    let (store, fs) = fs_with(&[("p/in", "1"), ("out", "2")], "p/");
+    assert_eq!(names(&fs, ROOT).await, [".", "..", "in"]);
+    let (attr, fh) = fs.create(ROOT, "new", PID).unwrap();
+    fs.write(fh, 0, b"n").await.unwrap();
+    fs.release(fh).await.unwrap();
+    assert_eq!(store.object("p/new").unwrap(), "n");
+    assert_eq!(fs.getattr(attr.ino).await.unwrap().size, 1);
+}
+
+#[tokio::test]
+async fn files_are_written_read_and_listed_while_pending() {
+    let (store, fs) = fs_with(&[], "");
+    let (attr, fh) = fs.create(ROOT, "f", PID).unwrap();
+    fs.write(fh, 0, b"hello ").await.unwrap();
+    fs.write(fh, 6, b"world, in parts").await.unwrap();
+    assert_eq!(names(&fs, ROOT).await, [".", "..", "f"], "a file being written is listed");
+    assert_eq!(fs.lookup(ROOT, "f").await.unwrap().size, 21);
+    assert!(matches!(fs.write(fh, 100, b"x").await, Err(FsError::Upload(_))));
+    fs.release(fh).await.unwrap();
+    assert_eq!(store.object("f").unwrap(), "hello world, in parts");
+    assert_eq!(read_all(&fs, attr.ino).await, b"hello world, in parts");
+}
+
+#[tokio::test]
+async fn overwrite_needs_truncation() {
+    let (store, fs) = fs_with(&[("f", "old content")], "");
+    let ino = fs.lookup(ROOT, "f").await.unwrap().ino;
+    let fh = fs.open(ino, WRITE, PID).await.unwrap();
+    fs.write(fh, 0, b"new").await.unwrap();
+    fs.flush(fh, PID).await.unwrap();
+    fs.release(fh).await.unwrap();
+    assert_eq!(store.object("f").unwrap(), "new");
+    fs.setattr(ino, Some(0), None).await.unwrap();
+    assert_eq!(store.object("f").unwrap(), "");
+}
+
+#[tokio::test]
+async fn a_flush_from_another_process_does_not_end_the_upload() {
+    let (store, fs) = fs_with(&[], "");
+    let (_, fh) = fs.create(ROOT, "f", PID).unwrap();
+    fs.write(fh, 0, b"before fork ").await.unwrap();
+    fs.flush(fh, PID + 1).await.unwrap();
+    assert!(store.object("f").is_none(), "a child's close does not upload");
+    fs.write(fh, 12, b"and after").await.unwrap();
+    fs.flush(fh, PID).await.unwrap();
+    assert_eq!(store.object("f").unwrap(), "before fork and after");
+}
+
+#[tokio::test]
+async fn existing_files_are_changed_in_place_through_staging() {
+    let (store, fs) = fs_with(&[("f", "0123456789")], "");
+    let ino = fs.lookup(ROOT, "f").await.unwrap().ino;
+    let fh = fs.open(ino, OpenMode { write: true, read: true, truncate: false }, PID).await.unwrap();
+    fs.write(fh, 2, b"ab").await.unwrap();
+    assert_eq!(&fs.read(fh, 0, 100).await.unwrap()[..], b"01ab456789");
+    fs.write(fh, 10, b"+appended").await.unwrap();
+    assert_eq!(fs.getattr(ino).await.unwrap().size, 19);
+    fs.flush(fh, PID).await.unwrap();
+    assert_eq!(store.object("f").unwrap(), "01ab456789+appended");
+    fs.setattr(ino, Some(4), Some(fh)).await.unwrap();
+    fs.release(fh).await.unwrap();
+    assert_eq!(store.object("f").unwrap(), "01ab");
+    assert_eq!(fs.getattr(ino).await.unwrap().size, 4);
+}
+
+#[tokio::test]
+async fn in_place_changes_are_refused_when_staging_is_off() {
+    let (_, mut fs) = fs_with(&[("f", "0123456789")], "");
+    fs.config.staging_limit = 0;
+    let ino = fs.lookup(ROOT, "f").await.unwrap().ino;
+    let error = fs.open(ino, OpenMode { write: true, read: false, truncate: false }, PID).await.unwrap_err();
+    assert_eq!(error.to_errno(), 95);
+}
+
+#[tokio::test]
+async fn a_flush_before_any_write_is_the_dup2_of_a_redirection() {
+    let (store, fs) = fs_with(&[], "");
+    let (_, fh) = fs.create(ROOT, "out", PID).unwrap();
+    fs.flush(fh, PID).await.unwrap();
+    fs.write(fh, 0, b"echo").await.unwrap();
+    fs.flush(fh, PID).await.unwrap();
+    assert_eq!(store.object("out").unwrap(), "echo");
+    let (_, fh) = fs.create(ROOT, "touched", PID).unwrap();
+    fs.flush(fh, PID).await.unwrap();
+    fs.release(fh).await.unwrap();
+    assert_eq!(store.object("touched").unwrap(), "", "release uploads an empty file");
+}
+
+#[tokio::test]
+async fn unlink_mkdir_rmdir_and_rename() {
+    let (store, fs) = fs_with(&[("a", "A"), ("full/x", "X")], "");
+    let dir = fs.mkdir(ROOT, "new").await.unwrap();
+    assert!(store.object("new/").is_some());
+    assert!(matches!(fs.mkdir(ROOT, "new").await, Err(FsError::Exists)));
+    fs.rename(ROOT, "a", dir.ino, "b").await.unwrap();
+    assert_eq!(store.keys(), ["full/x", "new/", "new/b"]);
+    assert!(matches!(fs.lookup(ROOT, "a").await, Err(FsError::NotFound)));
+    assert_eq!(read_all(&fs, fs.lookup(dir.ino, "b").await.unwrap().ino).await, b"A");
+    assert!(matches!(fs.rmdir(ROOT, "new").await, Err(FsError::NotEmpty)));
+    assert!(matches!(fs.rename(ROOT, "full", ROOT, "other").await, Err(FsError::CrossDevice)));
+    fs.unlink(dir.ino, "b").await.unwrap();
+    fs.rmdir(ROOT, "new").await.unwrap();
+    assert_eq!(store.keys(), ["full/x"]);
+    assert_eq!(names(&fs, ROOT).await, [".", "..", "full"]);
+}
+
+#[tokio::test]
+async fn a_read_only_mount_refuses_changes() {
+    let (_, mut fs) = fs_with(&[("a", "A")], "");
+    fs.config.read_only = true;
+    assert!(matches!(fs.create(ROOT, "x", PID), Err(FsError::ReadOnly)));
+    assert!(matches!(fs.unlink(ROOT, "a").await, Err(FsError::ReadOnly)));
+    let ino = fs.lookup(ROOT, "a").await.unwrap().ino;
+    assert!(matches!(fs.open(ino, WRITE, PID).await, Err(FsError::ReadOnly)));
+    assert_eq!(read_all(&fs, ino).await, b"A");
+}
+
+#[tokio::test]
+async fn listings_are_paginated() {
+    let keys: Vec<String> = (0..2500).map(|i| format!("many/{i:05}")).collect();
+    let objects: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "")).collect();
+    let (_, fs) = fs_with(&objects, "");
+    let dir = fs.lookup(ROOT, "many").await.unwrap();
+    assert_eq!(names(&fs, dir.ino).await.len(), 2502);
+}
+
+mod model {
+    //! The filesystem against a reference model: random sequences of
+    //! creates, overwrites, appends, unlinks and renames among a few names
+    //! must leave the same files with the same contents as a plain map.
+
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Write { name: usize, body: Vec<u8> },
+        Append { name: usize, body: Vec<u8> },
+        Unlink { name: usize },
+        Rename { from: usize, to: usize },
+    }
+
+    const NAMES: [&str; 4] = ["a", "b", "c", "d"];
+
+    fn op() -> impl Strategy<Value = Op> {
+        let name = 0..NAMES.len();
+        let body = proptest::collection::vec(any::<u8>(), 0..40);
+        prop_oneof![
+            (name.clone(), body.clone()).prop_map(|(name, body)| Op::Write { name, body }),
+            (name.clone(), body).prop_map(|(name, body)| Op::Append { name, body }),
+            name.clone().prop_map(|name| Op::Unlink { name }),
+            (name.clone(), name).prop_map(|(from, to)| Op::Rename { from, to }),
+        ]
+    }
+
+    async fn apply(fs: &Fs<MemStore>, model: &mut BTreeMap<&'static str, Vec<u8>>, op: &Op) {
+        match op {
+            Op::Write { name, body } => {
+                let fh = match fs.lookup(ROOT, NAMES[*name]).await {
+                    Ok(attr) => fs.open(attr.ino, WRITE, PID).await.unwrap(),
+                    Err(_) => fs.create(ROOT, NAMES[*name], PID).unwrap().1,
+                };
+                fs.write(fh, 0, body).await.unwrap();
+                fs.release(fh).await.unwrap();
+                model.insert(NAMES[*name], body.clone());
+            }
+            Op::Append { name, body } => {
+                let Ok(attr) = fs.lookup(ROOT, NAMES[*name]).await else {
+                    assert!(!model.contains_key(NAMES[*name]));
+                    return;
+                };
+                let append = OpenMode { write: true, read: false, truncate: false };
+                let fh = fs.open(attr.ino, append, PID).await.unwrap();
+                fs.write(fh, attr.size, body).await.unwrap();
+                fs.release(fh).await.unwrap();
+                model.get_mut(NAMES[*name]).expect("the model has it too").extend_from_slice(body);
+            }
+            Op::Unlink { name } => {
+                let result = fs.unlink(ROOT, NAMES[*name]).await;
+                assert_eq!(result.is_ok(), model.remove(NAMES[*name]).is_some(), "{result:?}");
+            }
+            Op::Rename { from, to } => {
+                let result = fs.rename(ROOT, NAMES[*from], ROOT, NAMES[*to]).await;
+                match model.remove(NAMES[*from]) {
+                    Some(body) => {
+                        result.unwrap();
+                        model.insert(NAMES[*to], body);
+                    }
+                    None => assert!(matches!(result, Err(FsError::NotFound)), "{result:?}"),
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn the_filesystem_matches_a_map(ops in proptest::collection::vec(op(), 1..25)) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let (store, fs) = fs_with(&[], "");
+                let mut model = BTreeMap::new();
+                for op in &ops {
+                    apply(&fs, &mut model, op).await;
+                    let listed: Vec<String> = names(&fs, ROOT).await.into_iter().skip(2).collect();
+                    let expected: Vec<String> = model.keys().map(|k| (*k).to_owned()).collect();
+                    assert_eq!(listed, expected, "after {op:?}");
+                }
+                for (name, body) in &model {
+                    assert_eq!(store.object(name).unwrap(), body.as_slice());
+                    let ino = fs.lookup(ROOT, name).await.unwrap().ino;
+                    assert_eq!(&read_all(&fs, ino).await, body);
+                }
+            });
+        }
+    }
+}
