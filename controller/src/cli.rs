@@ -13,7 +13,7 @@ use clap::{Parser, ValueEnum};
 use url::Url;
 
 use crate::leader::{LeaderConfig, default_identity};
-use crate::provider::{AuthConfig, ClientConfig};
+use crate::provider::{AuthConfig, BudgetConfig, ClientConfig};
 use crate::run::Config;
 use crate::telemetry::LogFormat;
 
@@ -73,6 +73,17 @@ pub struct Args {
     /// Extra CA certificates (PEM) to trust for Secrets Manager and IAM.
     #[arg(long, env = "COS_SECRETS_SYNC_CA_BUNDLE", help_heading = SM)]
     pub ca_bundle: Option<PathBuf>,
+
+    /// The Secrets Manager instance's rate limit, in requests per second.
+    #[arg(long, env = "COS_SECRETS_SYNC_SM_RATE_LIMIT", default_value_t = BudgetConfig::DEFAULT_RATE_LIMIT,
+          value_parser = positive_rate, help_heading = SM)]
+    pub sm_rate_limit: f64,
+
+    /// The share of the rate limit this controller uses, in (0, 1]; the rest
+    /// is left to other clients of the instance.
+    #[arg(long, env = "COS_SECRETS_SYNC_SM_BUDGET_SHARE", default_value_t = BudgetConfig::DEFAULT_SHARE,
+          value_parser = share, help_heading = SM)]
+    pub sm_budget_share: f64,
 
     /// How often every ExternalSecret is synced, in milliseconds.
     #[arg(long, env = "POLLER_INTERVAL_MILLISECONDS", default_value_t = 10_000,
@@ -136,6 +147,22 @@ pub struct Args {
     pub log_format: LogFormat,
 }
 
+/// Parses a rate in requests per second: positive and finite.
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!("`{text}` is not a positive number")),
+    }
+}
+
+/// Parses a share: a number in (0, 1].
+fn share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(share) if share > 0.0 && share <= 1.0 => Ok(share),
+        _ => Err(format!("`{text}` is not a number in (0, 1]")),
+    }
+}
+
 /// An unusable combination of flags.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -179,6 +206,8 @@ impl Args {
             iam_profile_name,
             cr_token_file,
             ca_bundle,
+            sm_rate_limit,
+            sm_budget_share,
             poll_interval_ms,
             retry_min_ms,
             watched_namespaces,
@@ -214,6 +243,7 @@ impl Args {
         let mut client = ClientConfig::new(sm_endpoint, auth);
         client.iam_url = iam_url;
         client.ca_bundle = ca_bundle;
+        client.budget = Some(BudgetConfig::new(sm_rate_limit, sm_budget_share));
         let identity = lease_identity.unwrap_or_else(default_identity);
         let leader = leader_election.then(|| LeaderConfig {
             lease_name,
@@ -266,6 +296,20 @@ mod tests {
         assert_eq!(parts.config.namespaces, ["a", "b"]);
         assert!(parts.config.leader.is_some());
         assert!(!format!("{parts:?}").contains("\"k\""), "the key is redacted");
+        let budget = parts.client.budget.unwrap();
+        assert!((budget.rate() - 16.0).abs() < 1e-9, "80 % of 20/s by default");
+    }
+
+    #[test]
+    fn budget_flags_are_checked() {
+        let parts = parse(&["--api-key", "k", "--sm-rate-limit", "10", "--sm-budget-share", "0.5"])
+            .into_parts()
+            .unwrap();
+        assert!((parts.client.budget.unwrap().rate() - 5.0).abs() < 1e-9);
+        for bad in [["--sm-budget-share", "0"], ["--sm-budget-share", "1.5"], ["--sm-rate-limit", "-1"]] {
+            let args = [&["x", "--sm-endpoint", "https://sm", "--api-key", "k"][..], &bad[..]].concat();
+            assert!(Args::try_parse_from(args).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

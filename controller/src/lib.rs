@@ -4,12 +4,14 @@
 //!
 //! # Layout
 //! - [`provider`]: the Secrets Manager client the controller reads through: a
-//!   trait the controller owns, the IBM v2 REST implementation and IAM auth.
+//!   trait the controller owns, the IBM v2 REST implementation, IAM auth,
+//!   the request budget and the read-sharing decorator.
 //! - [`crd`]: the KES-compatible `ExternalSecret` resource and its status.
 //! - [`materialize`]: pure: spec validation, the fetch plan (each remote
 //!   secret once), and the Secret built from fetched values.
-//! - [`scheduler`]: pure: the retry delay (exponential, jittered, capped at
-//!   the poll interval).
+//! - [`scheduler`]: pure: the cost of a refresh, the effective poll interval
+//!   within the request budget, each object's slot, and the retry delay
+//!   (see `docs/scheduling.md`).
 //! - [`reconcile`]: `Context`, `reconcile` and `error_policy`: fetch, apply
 //!   the Secret by server-side apply, report.
 //! - [`status`]: the status subresource and Kubernetes Events.

@@ -8,6 +8,7 @@
 //! so every HTTP attempt, retry and token exchange is counted without the
 //! client knowing about Prometheus.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,10 @@ pub const TOKEN_EXCHANGES: &str = "iam_token_exchanges";
 pub const EXTERNAL_SECRETS: &str = "external_secrets";
 /// 1 while this replica holds the leader lease.
 pub const LEADER: &str = "leader";
+/// Secrets Manager requests one refresh of every ExternalSecret costs.
+pub const SCHEDULED_COST: &str = "scheduled_cost";
+/// The poll interval in effect, in seconds (stretched to fit the budget).
+pub const EFFECTIVE_INTERVAL: &str = "effective_interval_seconds";
 
 /// `namespace` and `result` labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -100,6 +105,8 @@ pub struct Metrics {
     sm_retries: Family<OperationLabels, Counter>,
     token_exchanges: Family<StatusLabels, Counter>,
     leader: Gauge,
+    scheduled_cost: Gauge,
+    effective_interval: Gauge<f64, AtomicU64>,
     stores: ReadyCollector,
 }
 
@@ -116,6 +123,8 @@ impl Metrics {
             sm_retries: Family::default(),
             token_exchanges: Family::default(),
             leader: Gauge::default(),
+            scheduled_cost: Gauge::default(),
+            effective_interval: Gauge::default(),
             stores: ReadyCollector::default(),
         };
         let registry = registry.sub_registry_with_prefix(PREFIX);
@@ -126,6 +135,16 @@ impl Metrics {
         registry.register(SM_RETRIES, "Secrets Manager retries scheduled", metrics.sm_retries.clone());
         registry.register(TOKEN_EXCHANGES, "IAM token exchanges", metrics.token_exchanges.clone());
         registry.register(LEADER, "1 while this replica holds the leader lease", metrics.leader.clone());
+        registry.register(
+            SCHEDULED_COST,
+            "Secrets Manager requests one refresh of every ExternalSecret costs",
+            metrics.scheduled_cost.clone(),
+        );
+        registry.register(
+            EFFECTIVE_INTERVAL,
+            "The poll interval in effect, stretched to fit the request budget",
+            metrics.effective_interval.clone(),
+        );
         registry.register_collector(Box::new(metrics.stores.clone()));
         metrics
     }
@@ -146,6 +165,13 @@ impl Metrics {
     /// Records whether this replica leads.
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
+    }
+
+    /// Records the schedule: the summed refresh cost and the effective poll
+    /// interval.
+    pub fn set_schedule(&self, total_cost: u64, interval: Duration) {
+        self.scheduled_cost.set(i64::try_from(total_cost).unwrap_or(i64::MAX));
+        self.effective_interval.set(interval.as_secs_f64());
     }
 
     /// Makes the `external_secrets` gauge read these caches at scrape time
@@ -235,6 +261,7 @@ mod tests {
         metrics.on_retry(Operation::GetSecret, Duration::from_secs(1));
         metrics.count_sync("ns", "success");
         drop(metrics.sync_timer("ns"));
+        metrics.set_schedule(300, Duration::from_millis(37_500));
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
         for line in [
@@ -245,6 +272,8 @@ mod tests {
             r#"cos_secrets_sync_syncs_total{namespace="ns",result="success"} 1"#,
             r#"cos_secrets_sync_sync_duration_seconds_count{namespace="ns"} 1"#,
             "# TYPE cos_secrets_sync_external_secrets gauge",
+            "cos_secrets_sync_scheduled_cost 300",
+            "cos_secrets_sync_effective_interval_seconds 37.5",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

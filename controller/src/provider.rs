@@ -29,6 +29,10 @@
 //! - [`ibm`]: [`IbmSecretsManager`], the REST client: URL building, bearer
 //!   auth with one re-exchange on `401`, bounded retries with backoff and
 //!   `Retry-After`, error-body parsing.
+//! - [`budget`]: the request budget: a GCRA pacer every Secrets Manager
+//!   attempt waits on, lowered by `429`s and recovering gradually.
+//! - [`dedupe`]: [`Dedupe`], a decorator sharing value reads of one remote
+//!   secret between ExternalSecrets (single-flight plus a short cache).
 //! - [`observe`]: [`CallObserver`], the hook metrics use to count attempts,
 //!   status codes, `429`s, retries and token exchanges.
 //! - [`error`]: the one error enum of this layer. It separates "the service
@@ -40,7 +44,9 @@
 //! Secret values never reach logs: spans and events carry the operation, the
 //! attempt number, status codes and secret ids, never values or tokens.
 
+pub mod budget;
 pub mod config;
+pub mod dedupe;
 pub mod error;
 pub mod extract;
 mod http;
@@ -52,7 +58,9 @@ pub mod value;
 
 use std::future::Future;
 
+pub use budget::{Budget, BudgetConfig};
 pub use config::{AuthConfig, ClientConfig};
+pub use dedupe::Dedupe;
 pub use error::{DecodeError, Error, Result, ServiceError};
 pub use ibm::IbmSecretsManager;
 pub use model::{Secret, SecretData, SecretMetadata, SecretType, SecretVersion, SecretVersionMetadata};
@@ -98,6 +106,12 @@ pub trait SecretsManager: Send + Sync {
         secret_id: &str,
         version: &VersionRef,
     ) -> impl Future<Output = Result<SecretVersion>> + Send;
+
+    /// The requests per second this client keeps to, if it paces itself
+    /// (see [`budget`]); the scheduler sizes the poll interval by it.
+    fn request_budget(&self) -> Option<f64> {
+        None
+    }
 
     /// Lists every secret matching `params`, following `next` links.
     ///

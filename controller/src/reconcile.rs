@@ -10,10 +10,15 @@
 //! On failure nothing is written to the Secret: it keeps its last good data.
 //! The status and a Warning Event say what failed, and [`error_policy`]
 //! schedules the retry (see [`scheduler`]).
+//!
+//! A successful sync is requeued to the object's next slot in the effective
+//! poll interval. [`Context::track`] sees every watch event, keeps each
+//! object's refresh cost in the [`Schedule`] and reports the effective
+//! interval when it changes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -23,7 +28,8 @@ use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::Recorder;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::instrument;
@@ -32,7 +38,7 @@ use crate::crd::ExternalSecret;
 use crate::materialize::{self, DesiredSecret, Plan, RemoteRef};
 use crate::metrics::Metrics;
 use crate::provider::{Secret, SecretsManager};
-use crate::scheduler;
+use crate::scheduler::{self, Schedule};
 use crate::status::{self, Outcome};
 use crate::{Error, Result};
 
@@ -50,15 +56,16 @@ pub struct Context<P> {
     pub recorder: Recorder,
     /// The metrics.
     pub metrics: Arc<Metrics>,
-    /// How often an ExternalSecret is synced; also the longest retry delay.
+    /// The configured poll interval; the effective one may be longer (see
+    /// [`Context::interval`]).
     pub poll_interval: Duration,
     /// The first retry delay after a failure.
     pub retry_min_delay: Duration,
     /// Consecutive failures per ExternalSecret, for the backoff. Cleared on
-    /// success; an object deleted while failing leaves its entry behind
-    /// (a few bytes) until the process restarts, since the controller sees
-    /// no event for a deletion.
+    /// success and on deletion.
     failures: Mutex<HashMap<ObjectRef<ExternalSecret>, u32>>,
+    /// Refresh costs and the effective poll interval.
+    schedule: Mutex<Schedule>,
 }
 
 impl<P> std::fmt::Debug for Context<P> {
@@ -70,8 +77,9 @@ impl<P> std::fmt::Debug for Context<P> {
     }
 }
 
-impl<P> Context<P> {
-    /// A context with no recorded failures.
+impl<P: SecretsManager> Context<P> {
+    /// A context with no recorded failures and an empty schedule, paced by
+    /// the provider's request budget.
     pub fn new(
         client: Client,
         provider: Arc<P>,
@@ -82,13 +90,81 @@ impl<P> Context<P> {
     ) -> Self {
         Self {
             client,
-            provider,
             recorder,
             metrics,
             poll_interval,
             retry_min_delay,
             failures: Mutex::default(),
+            schedule: Mutex::new(Schedule::new(poll_interval, provider.request_budget())),
+            provider,
         }
+    }
+}
+
+impl<P> Context<P> {
+    /// The effective poll interval: the configured one, stretched so that
+    /// refreshing every known object fits the request budget.
+    pub fn interval(&self) -> Duration {
+        self.schedule().interval()
+    }
+
+    /// Keeps the schedule current with one event of watch scope `scope`
+    /// (`store` is that scope's cache, already updated by the event).
+    pub fn track(&self, scope: usize, event: &watcher::Event<ExternalSecret>, store: &Store<ExternalSecret>) {
+        let mut schedule = self.schedule();
+        match event {
+            watcher::Event::Apply(es) | watcher::Event::InitApply(es) => {
+                if let Some(uid) = es.uid() {
+                    let cost =
+                        materialize::plan(&es.spec).map_or(0, |plan| scheduler::refresh_cost(&plan.fetches));
+                    schedule.set_cost(scope, &uid, cost);
+                }
+            }
+            watcher::Event::Delete(es) => {
+                if let Some(uid) = es.uid() {
+                    schedule.remove(&uid);
+                }
+                self.failures().remove(&ObjectRef::from_obj(es));
+            }
+            watcher::Event::InitDone => {
+                let live: HashSet<String> = store.state().iter().filter_map(|es| es.uid()).collect();
+                schedule.retain(scope, |uid| live.contains(uid));
+            }
+            watcher::Event::Init => {}
+        }
+        if matches!(event, watcher::Event::Init | watcher::Event::InitApply(_)) {
+            // A relist reports once, at its end.
+            return;
+        }
+        if let Some(interval) = schedule.take_change() {
+            tracing::info!(
+                interval_secs = interval.as_secs_f64(),
+                total_cost = schedule.total_cost(),
+                configured_secs = self.poll_interval.as_secs_f64(),
+                "the effective poll interval changed"
+            );
+        }
+        self.metrics.set_schedule(schedule.total_cost(), schedule.interval());
+    }
+
+    /// Forgets every object, e.g. when leadership is lost.
+    pub fn clear_schedule(&self) {
+        let mut schedule = self.schedule();
+        schedule.clear();
+        schedule.take_change();
+        self.metrics.set_schedule(0, schedule.interval());
+    }
+
+    /// How long from now until the next refresh slot of `es`, whose sync
+    /// started at `started` (since the Unix epoch).
+    fn until_next_refresh(&self, es: &ExternalSecret, started: Duration) -> Duration {
+        let schedule = self.schedule();
+        let next = es.uid().map_or(started + schedule.interval(), |uid| schedule.next_refresh(&uid, started));
+        next.saturating_sub(unix_now())
+    }
+
+    fn schedule(&self) -> std::sync::MutexGuard<'_, Schedule> {
+        self.schedule.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<ExternalSecret>, u32>> {
@@ -97,7 +173,7 @@ impl<P> Context<P> {
 }
 
 /// Syncs one ExternalSecret and reports the result in status, events and
-/// metrics. Success requeues after the poll interval; an error goes to
+/// metrics. Success requeues at the object's next slot; an error goes to
 /// [`error_policy`].
 #[instrument(skip(es, ctx), fields(namespace = %es.namespace().unwrap_or_default(), name = %es.name_any()))]
 pub async fn reconcile<P: SecretsManager + 'static>(
@@ -111,6 +187,7 @@ pub async fn reconcile<P: SecretsManager + 'static>(
         tracing::debug!("being deleted; not syncing");
         return Ok(Action::await_change());
     }
+    let started = unix_now();
     let namespace = es.namespace().unwrap_or_default();
     let timer = ctx.metrics.sync_timer(&namespace);
     let result = sync(&es, &ctx).await;
@@ -128,7 +205,7 @@ pub async fn reconcile<P: SecretsManager + 'static>(
                 tracing::info!(?outcome, "synced the Secret");
             }
             status::patch_status(&api, &es, &status).await?;
-            Ok(Action::requeue(ctx.poll_interval))
+            Ok(Action::requeue(ctx.until_next_refresh(&es, started)))
         }
         Err(error) => {
             ctx.metrics.count_sync(&namespace, error.metric_label());
@@ -141,8 +218,8 @@ pub async fn reconcile<P: SecretsManager + 'static>(
 }
 
 /// Decides when a failed ExternalSecret is tried again: transient errors
-/// back off exponentially with jitter, capped at the poll interval; spec
-/// errors wait for the next poll (or a spec change).
+/// back off exponentially with jitter, capped at the effective poll
+/// interval; spec errors wait for the next poll (or a spec change).
 #[allow(clippy::needless_pass_by_value, reason = "the signature `Controller::run` expects")]
 pub fn error_policy<P>(es: Arc<ExternalSecret>, error: &Error, ctx: Arc<Context<P>>) -> Action {
     let failures = {
@@ -152,10 +229,11 @@ pub fn error_policy<P>(es: Arc<ExternalSecret>, error: &Error, ctx: Arc<Context<
         *count
     };
     tracing::warn!(error = %error.chain(), failures, "sync failed");
+    let interval = ctx.interval();
     if error.is_transient() {
-        Action::requeue(scheduler::jittered_retry_delay(failures, ctx.retry_min_delay, ctx.poll_interval))
+        Action::requeue(scheduler::jittered_retry_delay(failures, ctx.retry_min_delay, interval))
     } else {
-        Action::requeue(ctx.poll_interval)
+        Action::requeue(interval)
     }
 }
 
@@ -223,6 +301,12 @@ async fn fetch<P: SecretsManager>(provider: &P, plan: &Plan) -> Result<Vec<Secre
         })
     }))
     .await
+}
+
+/// The time since the Unix epoch: slots are counted from it, so they
+/// survive restarts.
+fn unix_now() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
 }
 
 /// The controller ownerReference to `es`.

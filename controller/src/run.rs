@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures::{FutureExt as _, StreamExt as _};
+use futures::{FutureExt as _, StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -23,10 +23,15 @@ use crate::http::{self, HttpState};
 use crate::leader::{Election, LeaderConfig};
 use crate::materialize::{MANAGED_LABEL, MANAGED_VALUE};
 use crate::metrics::Metrics;
-use crate::provider::{self, CallObserver, SecretsManager};
+use crate::provider::{self, CallObserver, Dedupe, SecretsManager};
 use crate::reconcile::{Context, error_policy, reconcile};
 use crate::telemetry::LogControl;
 use crate::{Error, Result};
+
+/// How long one read of a remote secret is shared with the ExternalSecrets
+/// that read it after it (see [`Dedupe`]): short, so a rotation arrives at
+/// most this much later than without sharing.
+pub const SHARED_READ_TTL: Duration = Duration::from_secs(1);
 
 /// The controller's configuration (the binary maps its flags to it).
 #[derive(Clone, Debug)]
@@ -53,7 +58,7 @@ pub struct Config {
 /// Runs the controller until `shutdown` completes.
 ///
 /// `make_provider` builds the Secrets Manager client with the metrics'
-/// [`CallObserver`].
+/// [`CallObserver`]; the controller reads through it wrapped in [`Dedupe`].
 pub async fn run<P, F>(
     config: Config,
     client: Client,
@@ -67,7 +72,8 @@ where
     let shutdown = shutdown.shared();
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::new(&mut registry));
-    let provider = Arc::new(make_provider(metrics.clone()).map_err(Error::ProviderSetup)?);
+    let provider = make_provider(metrics.clone()).map_err(Error::ProviderSetup)?;
+    let provider = Arc::new(Dedupe::new(provider, SHARED_READ_TTL));
     let ready = Arc::new(AtomicBool::new(false));
     let http = match config.http_addr {
         Some(addr) => {
@@ -120,6 +126,7 @@ where
                 }
                 metrics.set_leader(false);
                 metrics.set_stores(Vec::new());
+                ctx.clear_schedule();
                 if shutdown.clone().now_or_never().is_some() {
                     break;
                 }
@@ -149,7 +156,8 @@ async fn run_controllers<P: SecretsManager + 'static>(
     let mut stores = Vec::new();
     let controllers: Vec<_> = scopes
         .into_iter()
-        .map(|scope| {
+        .enumerate()
+        .map(|(index, scope)| {
             let (externals, secrets): (Api<ExternalSecret>, Api<KubeSecret>) = match scope {
                 None => (Api::all(client.clone()), Api::all(client.clone())),
                 Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
@@ -157,10 +165,13 @@ async fn run_controllers<P: SecretsManager + 'static>(
             let (reader, writer) = reflector::store();
             stores.push(reader.clone());
             // Status writes do not bump the generation, so they do not
-            // trigger a sync; polling is driven by requeues.
+            // trigger a sync; polling is driven by requeues. Every event
+            // also updates the schedule's costs.
+            let (tracker, cache) = (ctx.clone(), reader.clone());
             let trigger = watcher(externals, watcher::Config::default())
                 .default_backoff()
                 .reflect(writer)
+                .inspect_ok(move |event| tracker.track(index, event, &cache))
                 .applied_objects()
                 .predicate_filter(predicates::generation, PredicateConfig::default());
             let managed = watcher::Config::default().labels(&format!("{MANAGED_LABEL}={MANAGED_VALUE}"));

@@ -3,13 +3,14 @@
 //! A plain struct; the binary maps its command-line flags to it. Defaults
 //! follow IBM's Go SDK core where it has one: the IAM URL, the 30 s timeout
 //! of its token client, and the retry bounds of `EnableRetries` (4 retries,
-//! waits between 1 s and 30 s).
+//! waits between 1 s and 30 s). The request budget is off unless set.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use url::Url;
 
+use super::budget::BudgetConfig;
 use super::value::SecretText;
 
 /// The public IAM endpoint (reference 3.1).
@@ -62,6 +63,9 @@ pub struct ClientConfig {
     pub retry_max_delay: Duration,
     /// A PEM file of extra CA certificates to trust besides the system ones.
     pub ca_bundle: Option<PathBuf>,
+    /// The request budget every Secrets Manager attempt waits on; `None`
+    /// sends unpaced.
+    pub budget: Option<BudgetConfig>,
 }
 
 impl ClientConfig {
@@ -76,6 +80,7 @@ impl ClientConfig {
             retry_min_delay: Duration::from_secs(1),
             retry_max_delay: Duration::from_secs(30),
             ca_bundle: None,
+            budget: None,
         }
     }
 }

@@ -7,6 +7,10 @@
 //! any request, as in the Go core's request builder. Array query parameters
 //! are joined with `,`.
 //!
+//! With a request budget configured, every send (retries and the resend
+//! after a `401` included) first waits for a permit, and a `429` lowers the
+//! budget's rate (see [`budget`](super::budget)).
+//!
 //! One attempt is: take a token from the shared cache, send, and on `401`
 //! drop that token and send once more with a freshly exchanged one. Failed
 //! attempts are retried with exponential backoff and jitter (`backon`) up to
@@ -31,6 +35,7 @@ use serde_json::Value;
 use tracing::{debug, instrument};
 use url::Url;
 
+use super::budget::Budget;
 use super::config::ClientConfig;
 use super::error::{DecodeError, Error, Result};
 use super::http::{build_client, is_tls_certificate_error, outcome, request_error, service_error};
@@ -64,6 +69,8 @@ struct Inner {
     backoff: ExponentialBuilder,
     retry_max_delay: Duration,
     observer: Arc<dyn CallObserver>,
+    /// Paces every Secrets Manager attempt (not the IAM exchanges).
+    budget: Option<Budget>,
 }
 
 impl IbmSecretsManager {
@@ -76,6 +83,11 @@ impl IbmSecretsManager {
     pub fn with_observer(config: &ClientConfig, observer: Arc<dyn CallObserver>) -> Result<Self> {
         if !matches!(config.endpoint.scheme(), "http" | "https") {
             return Err(Error::config(format!("the endpoint {} is not an http(s) URL", config.endpoint)));
+        }
+        if let Some(rate) =
+            config.budget.map(|budget| budget.rate()).filter(|rate| !(rate.is_finite() && *rate > 0.0))
+        {
+            return Err(Error::config(format!("the request budget must be a positive rate, not {rate}")));
         }
         let http = build_client(config)?;
         let tokens = TokenManager::new(http.clone(), &config.iam_url, &config.auth, Arc::clone(&observer))?;
@@ -92,6 +104,7 @@ impl IbmSecretsManager {
                 backoff,
                 retry_max_delay: config.retry_max_delay,
                 observer,
+                budget: config.budget.as_ref().map(Budget::new),
             }),
         })
     }
@@ -143,7 +156,14 @@ impl IbmSecretsManager {
             response = self.send(operation, url, &token.bearer, attempt).await?;
         }
         if !response.status().is_success() {
-            return Err(Error::Service { operation, source: service_error(response).await });
+            let source = service_error(response).await;
+            if let (Some(budget), StatusCode::TOO_MANY_REQUESTS) = (&self.inner.budget, source.status) {
+                let wait = source
+                    .retry_after
+                    .map(|after| after.delay(SystemTime::now(), self.inner.retry_max_delay));
+                budget.throttled(wait);
+            }
+            return Err(Error::Service { operation, source });
         }
         response.bytes().await.map_err(|e| request_error(operation, e))
     }
@@ -155,6 +175,9 @@ impl IbmSecretsManager {
         bearer: &SecretText,
         attempt: usize,
     ) -> Result<reqwest::Response> {
+        if let Some(budget) = &self.inner.budget {
+            budget.acquire().await;
+        }
         let result = self
             .inner
             .http
@@ -262,6 +285,10 @@ fn list_query(params: &ListSecretsParams) -> Vec<(&'static str, String)> {
 }
 
 impl SecretsManager for IbmSecretsManager {
+    fn request_budget(&self) -> Option<f64> {
+        self.inner.budget.as_ref().map(Budget::target_rate)
+    }
+
     #[instrument(skip(self), fields(operation = "get_secret"))]
     async fn get_secret(&self, id: &str) -> Result<Secret> {
         let operation = Operation::GetSecret;

@@ -1,0 +1,143 @@
+//! Hundreds of ExternalSecrets on a real kube-apiserver against an emulator
+//! that admits 10 requests per second: with the budget at 80 % of that, the
+//! controller stretches its poll interval, is never throttled, syncs every
+//! object and still propagates a rotation.
+
+mod sync_support;
+
+use std::future::Future;
+use std::time::Duration;
+
+use controller::crd::ExternalSecret;
+use controller::provider::{BudgetConfig, IbmSecretsManager};
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::ListParams;
+use serde_json::json;
+use sm_emulator::{Emulator, EmulatorConfig};
+use sync_support::{
+    apply_external_secret, client_config, install_crd, kes_manifest, ready, seed_user, value,
+};
+use test_platform::TestCluster;
+use tokio::sync::oneshot;
+
+/// The emulator's quota, requests per second.
+const QUOTA: u32 = 10;
+/// How many ExternalSecrets, and how many remote secrets they share.
+const OBJECTS: usize = 300;
+const REMOTE_SECRETS: usize = 100;
+/// Long enough for a few effective intervals (about 42 s here) on a noisy
+/// machine.
+const TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Polls `check` every second until it returns `Some`, failing after
+/// [`TIMEOUT`] with `what`.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn name(index: usize) -> String {
+    format!("app-{index:03}")
+}
+
+#[tokio::test]
+async fn hundreds_of_external_secrets_stay_within_the_quota() -> anyhow::Result<()> {
+    let cluster = TestCluster::shared().await;
+    let client = cluster.client().await?;
+    let ns = cluster.namespace().await?;
+    let ns = ns.name();
+    install_crd(&client).await;
+    let emu = Emulator::start(
+        EmulatorConfig { rate_limit: QUOTA, retry_after: true, ..EmulatorConfig::default() },
+        "127.0.0.1:0".parse()?,
+    )
+    .await?;
+    let ids: Vec<String> = (0..REMOTE_SECRETS)
+        .map(|index| seed_user(&emu, &format!("user-{index}"), "first-password"))
+        .collect();
+
+    let config = controller::Config {
+        poll_interval: Duration::from_secs(2),
+        retry_min_delay: Duration::from_millis(200),
+        concurrency: 16,
+        namespaces: vec![ns.to_owned()],
+        http_addr: None,
+        leader: None,
+        instance: "in-process".to_owned(),
+        log_control: None,
+    };
+    let mut sm = client_config(&emu);
+    sm.budget = Some(BudgetConfig::new(f64::from(QUOTA), 0.8));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let controller = tokio::spawn(controller::run(
+        config,
+        client.clone(),
+        move |observer| IbmSecretsManager::with_observer(&sm, observer),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    // Each object reads both properties of one remote secret; every remote
+    // secret is shared by three objects.
+    futures::stream::iter(0..OBJECTS)
+        .map(|index| {
+            let (client, manifest) =
+                (client.clone(), kes_manifest(&name(index), &ids[index % REMOTE_SECRETS]));
+            async move { apply_external_secret(&client, ns, &manifest).await }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+
+    let externals: Api<ExternalSecret> = Api::namespaced(client.clone(), ns);
+    eventually("every ExternalSecret Ready", || {
+        let externals = externals.clone();
+        async move {
+            let list = externals.list(&ListParams::default()).await.ok()?;
+            let synced = list.items.iter().filter(|es| ready(es).is_some_and(|(status, _)| status == "True"));
+            (synced.count() == OBJECTS).then_some(())
+        }
+    })
+    .await;
+
+    // Rotating a shared remote secret reaches all three of its Secrets.
+    emu.store().create_version(&ids[0], json!({"password": "rotated-password"}))?;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    for index in [0, REMOTE_SECRETS, 2 * REMOTE_SECRETS] {
+        let secrets = secrets.clone();
+        eventually(&format!("the rotated password in {}", name(index)), || {
+            let secrets = secrets.clone();
+            async move {
+                let secret = secrets.get_opt(&name(index)).await.ok()??;
+                (value(&secret, "password").as_deref() == Some("rotated-password")).then_some(())
+            }
+        })
+        .await;
+    }
+
+    let _ = stop.send(());
+    controller.await?.expect("the controller ends cleanly");
+    let stats = emu.stats();
+    assert_eq!(stats.throttled, 0, "no 429s: {:?}", stats.by_operation);
+    assert!(
+        stats.max_admitted_in_any_1s_window <= u64::from(QUOTA),
+        "{}",
+        stats.max_admitted_in_any_1s_window
+    );
+    // Reads of a shared secret close together may be shared (`Dedupe`).
+    assert!(stats.count("get_secret", 200) >= REMOTE_SECRETS as u64, "every remote secret was read");
+    Ok(())
+}
