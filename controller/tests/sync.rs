@@ -17,12 +17,8 @@ const ROTATED: &str = "r0tated-Pa55word-two";
 
 #[tokio::test]
 async fn kes_manifest_syncs_rotates_and_repairs_drift() -> anyhow::Result<()> {
-    let cluster = TestCluster::shared().await;
-    let client = cluster.client().await?;
-    let ns = cluster.namespace().await?;
-    let ns = ns.name();
-    install_crd(&client).await;
-    let emu = emulator().await;
+    let SyncTest { client, namespace, emu } = SyncTest::start().await?;
+    let ns = namespace.name();
     let id = seed_user(&emu, "db-user", PASSWORD);
     let controller = RunningController::start(client.clone(), ns, &emu);
 
@@ -95,12 +91,8 @@ async fn kes_manifest_syncs_rotates_and_repairs_drift() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn deleting_the_external_secret_collects_the_secret() -> anyhow::Result<()> {
-    let cluster = TestCluster::shared().await;
-    let client = cluster.client().await?;
-    let ns = cluster.namespace().await?;
-    let ns = ns.name();
-    install_crd(&client).await;
-    let emu = emulator().await;
+    let SyncTest { client, namespace, emu } = SyncTest::start().await?;
+    let ns = namespace.name();
     let id = seed_user(&emu, "gc-user", PASSWORD);
     let _controller = RunningController::start(client.clone(), ns, &emu);
 
@@ -129,12 +121,8 @@ async fn deleting_the_external_secret_collects_the_secret() -> anyhow::Result<()
 
 #[tokio::test]
 async fn key_by_name_reads_default_and_named_groups() -> anyhow::Result<()> {
-    let cluster = TestCluster::shared().await;
-    let client = cluster.client().await?;
-    let ns = cluster.namespace().await?;
-    let ns = ns.name();
-    install_crd(&client).await;
-    let emu = emulator().await;
+    let SyncTest { client, namespace, emu } = SyncTest::start().await?;
+    let ns = namespace.name();
     emu.store().create_secret(
         json!({"secret_type": "arbitrary", "name": "app-token", "payload": "token-default"}),
     )?;
@@ -178,12 +166,8 @@ fn cos_credentials() -> serde_json::Value {
 
 #[tokio::test]
 async fn cos_service_credentials_make_ibmc_s3fs_secrets() -> anyhow::Result<()> {
-    let cluster = TestCluster::shared().await;
-    let client = cluster.client().await?;
-    let ns = cluster.namespace().await?;
-    let ns = ns.name();
-    install_crd(&client).await;
-    let emu = emulator().await;
+    let SyncTest { client, namespace, emu } = SyncTest::start().await?;
+    let ns = namespace.name();
     let created = emu.store().create_secret(json!({
         "secret_type": "service_credentials",
         "name": "cos-writer",
@@ -249,12 +233,8 @@ spec:
 
 #[tokio::test]
 async fn outage_keeps_the_last_good_data() -> anyhow::Result<()> {
-    let cluster = TestCluster::shared().await;
-    let client = cluster.client().await?;
-    let ns = cluster.namespace().await?;
-    let ns = ns.name();
-    install_crd(&client).await;
-    let emu = emulator().await;
+    let SyncTest { client, namespace, emu } = SyncTest::start().await?;
+    let ns = namespace.name();
     let id = seed_user(&emu, "outage-user", PASSWORD);
     let _controller = RunningController::start(client.clone(), ns, &emu);
 
@@ -295,12 +275,8 @@ async fn outage_keeps_the_last_good_data() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn malformed_specs_are_reported_with_the_field() -> anyhow::Result<()> {
-    let cluster = TestCluster::shared().await;
-    let client = cluster.client().await?;
-    let ns = cluster.namespace().await?;
-    let ns = ns.name();
-    install_crd(&client).await;
-    let emu = emulator().await;
+    let SyncTest { client, namespace, emu } = SyncTest::start().await?;
+    let ns = namespace.name();
     let id = seed_user(&emu, "bad-spec-user", PASSWORD);
     let _controller = RunningController::start(client.clone(), ns, &emu);
 

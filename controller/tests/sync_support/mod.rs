@@ -15,6 +15,7 @@ use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client, CustomResourceExt};
 use serde_json::{Value, json};
 use sm_emulator::{Emulator, EmulatorConfig};
+use test_platform::{TestCluster, TestNamespace};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use url::Url;
@@ -38,6 +39,28 @@ pub async fn install_crd(client: &Client) {
         .await
         .expect("CRD established in time")
         .expect("watch the CRD");
+}
+
+/// What most sync tests start from: an admin client, a fresh namespace and
+/// an emulator without rate limit, with the CRD installed.
+pub struct SyncTest {
+    /// An admin client.
+    pub client: Client,
+    /// The test's namespace, deleted on drop.
+    pub namespace: TestNamespace,
+    /// The Secrets Manager emulator.
+    pub emu: Emulator,
+}
+
+impl SyncTest {
+    /// Prepares the cluster and the emulator for one test.
+    pub async fn start() -> anyhow::Result<Self> {
+        let cluster = TestCluster::shared().await;
+        let client = cluster.client().await?;
+        let namespace = cluster.namespace().await?;
+        install_crd(&client).await;
+        Ok(Self { client, namespace, emu: emulator().await })
+    }
 }
 
 /// An emulator without rate limit.
