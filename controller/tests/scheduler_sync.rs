@@ -17,7 +17,7 @@ use kube::api::ListParams;
 use serde_json::json;
 use sm_emulator::{Emulator, EmulatorConfig};
 use sync_support::{
-    apply_external_secret, client_config, install_crd, kes_manifest, ready, seed_user, value,
+    apply_external_secret, client_config, install_crd, kes_manifest, poll_until, ready, seed_user, value,
 };
 use test_platform::TestCluster;
 use tokio::sync::oneshot;
@@ -33,19 +33,12 @@ const TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Polls `check` every second until it returns `Some`, failing after
 /// [`TIMEOUT`] with `what`.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    poll_until(what, TIMEOUT, Duration::from_secs(1), check).await
 }
 
 fn name(index: usize) -> String {

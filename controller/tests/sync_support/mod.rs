@@ -174,18 +174,28 @@ pub fn seed_user(emulator: &Emulator, name: &str, password: &str) -> String {
 
 /// Polls `check` every 100 ms until it returns `Some`, failing after
 /// [`TIMEOUT`] with `what`.
-pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn wait_for<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    poll_until(what, TIMEOUT, Duration::from_millis(100), check).await
+}
+
+/// Polls `check` every `period` until it returns `Some`, failing after
+/// `timeout` with `what`.
+pub async fn poll_until<T, F, Fut>(what: &str, timeout: Duration, period: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Some(value) = check().await {
             return value;
         }
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(period).await;
     }
 }
 
