@@ -14,7 +14,7 @@ use url::Url;
 
 use crate::leader::{LeaderConfig, default_identity};
 use crate::provider::{AuthConfig, BudgetConfig, ClientConfig};
-use crate::run::Config;
+use crate::run::{ChangeDetection, Config};
 use crate::telemetry::LogFormat;
 
 const SM: &str = "Secrets Manager";
@@ -85,7 +85,8 @@ pub struct Args {
           value_parser = share, help_heading = SM)]
     pub sm_budget_share: f64,
 
-    /// How often every ExternalSecret is synced, in milliseconds.
+    /// How often every ExternalSecret is synced, or with change detection
+    /// how often secret metadata is scanned for changes, in milliseconds.
     #[arg(long, env = "POLLER_INTERVAL_MILLISECONDS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(100..=86_400_000), help_heading = SYNC)]
     pub poll_interval_ms: u64,
@@ -95,6 +96,18 @@ pub struct Args {
     #[arg(long, env = "COS_SECRETS_SYNC_RETRY_MIN_MS", default_value_t = 1_000,
           value_parser = clap::value_parser!(u64).range(10..=3_600_000), help_heading = SYNC)]
     pub retry_min_ms: u64,
+
+    /// Scan secret metadata every poll interval and read only the secrets
+    /// that changed; `false` reads every secret every poll interval.
+    #[arg(long, env = "COS_SECRETS_SYNC_CHANGE_DETECTION", default_value_t = true,
+          action = clap::ArgAction::Set, help_heading = SYNC)]
+    pub change_detection: bool,
+
+    /// With change detection, how often every ExternalSecret is read in
+    /// full anyway, in milliseconds (at least the poll interval).
+    #[arg(long, env = "COS_SECRETS_SYNC_FULL_REFRESH_INTERVAL_MS", default_value_t = 3_600_000,
+          value_parser = clap::value_parser!(u64).range(100..=86_400_000), help_heading = SYNC)]
+    pub full_refresh_interval_ms: u64,
 
     /// Namespaces to watch, comma-separated; empty watches all.
     #[arg(long, env = "WATCHED_NAMESPACES", value_delimiter = ',', help_heading = SYNC)]
@@ -210,6 +223,8 @@ impl Args {
             sm_budget_share,
             poll_interval_ms,
             retry_min_ms,
+            change_detection,
+            full_refresh_interval_ms,
             watched_namespaces,
             concurrency,
             leader_election,
@@ -255,6 +270,9 @@ impl Args {
         let config = Config {
             poll_interval: Duration::from_millis(poll_interval_ms),
             retry_min_delay: Duration::from_millis(retry_min_ms),
+            change_detection: change_detection.then(|| ChangeDetection {
+                full_refresh_interval: Duration::from_millis(full_refresh_interval_ms),
+            }),
             concurrency,
             namespaces: watched_namespaces
                 .into_iter()
@@ -293,6 +311,12 @@ mod tests {
         let parts = parse(&["--api-key", "k", "--watched-namespaces", "a, b,"]).into_parts().unwrap();
         assert!(matches!(parts.client.auth, AuthConfig::ApiKey { .. }));
         assert_eq!(parts.config.poll_interval, Duration::from_secs(10));
+        assert_eq!(
+            parts.config.change_detection,
+            Some(ChangeDetection { full_refresh_interval: Duration::from_secs(3600) })
+        );
+        let off = parse(&["--api-key", "k", "--change-detection", "false"]).into_parts().unwrap();
+        assert_eq!(off.config.change_detection, None);
         assert_eq!(parts.config.namespaces, ["a", "b"]);
         assert!(parts.config.leader.is_some());
         assert!(!format!("{parts:?}").contains("\"k\""), "the key is redacted");

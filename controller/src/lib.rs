@@ -12,6 +12,8 @@
 //! - [`scheduler`]: pure: the cost of a refresh, the effective poll interval
 //!   within the request budget, each object's slot, and the retry delay
 //!   (see `docs/scheduling.md`).
+//! - [`changes`]: pure: change detection, which ExternalSecrets a metadata
+//!   scan says must be refreshed.
 //! - [`reconcile`]: `Context`, `reconcile` and `error_policy`: fetch, apply
 //!   the Secret by server-side apply, report.
 //! - [`status`]: the status subresource and Kubernetes Events.
@@ -23,6 +25,7 @@
 //! - [`cli`], [`telemetry`]: used by the binary only.
 #![forbid(unsafe_code)]
 
+pub mod changes;
 pub mod cli;
 pub mod crd;
 #[cfg(test)]
@@ -38,7 +41,7 @@ pub mod scheduler;
 pub mod status;
 pub mod telemetry;
 
-pub use run::{Config, run};
+pub use run::{ChangeDetection, Config, run};
 
 /// The result type of the controller layer.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

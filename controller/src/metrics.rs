@@ -46,6 +46,10 @@ pub const LEADER: &str = "leader";
 pub const SCHEDULED_COST: &str = "scheduled_cost";
 /// The poll interval in effect, in seconds (stretched to fit the budget).
 pub const EFFECTIVE_INTERVAL: &str = "effective_interval_seconds";
+/// Change-detection scans by result (`success` or an error kind).
+pub const CHANGE_SCANS: &str = "change_scans";
+/// ExternalSecrets a change-detection scan triggered a refresh of.
+pub const CHANGE_REFRESHES: &str = "change_refreshes";
 
 /// `namespace` and `result` labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -86,6 +90,13 @@ pub struct StatusLabels {
     pub status: String,
 }
 
+/// A `result` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// `success`, or the error's metric label.
+    pub result: String,
+}
+
 /// `namespace` and `ready` labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReadyLabels {
@@ -107,6 +118,8 @@ pub struct Metrics {
     leader: Gauge,
     scheduled_cost: Gauge,
     effective_interval: Gauge<f64, AtomicU64>,
+    change_scans: Family<ResultLabels, Counter>,
+    change_refreshes: Counter,
     stores: ReadyCollector,
 }
 
@@ -125,6 +138,8 @@ impl Metrics {
             leader: Gauge::default(),
             scheduled_cost: Gauge::default(),
             effective_interval: Gauge::default(),
+            change_scans: Family::default(),
+            change_refreshes: Counter::default(),
             stores: ReadyCollector::default(),
         };
         let registry = registry.sub_registry_with_prefix(PREFIX);
@@ -144,6 +159,12 @@ impl Metrics {
             EFFECTIVE_INTERVAL,
             "The poll interval in effect, stretched to fit the request budget",
             metrics.effective_interval.clone(),
+        );
+        registry.register(CHANGE_SCANS, "Change-detection scans by result", metrics.change_scans.clone());
+        registry.register(
+            CHANGE_REFRESHES,
+            "ExternalSecrets a change-detection scan triggered a refresh of",
+            metrics.change_refreshes.clone(),
         );
         registry.register_collector(Box::new(metrics.stores.clone()));
         metrics
@@ -172,6 +193,13 @@ impl Metrics {
     pub fn set_schedule(&self, total_cost: u64, interval: Duration) {
         self.scheduled_cost.set(i64::try_from(total_cost).unwrap_or(i64::MAX));
         self.effective_interval.set(interval.as_secs_f64());
+    }
+
+    /// Counts one change-detection scan with `result` that triggered
+    /// `refreshes` ExternalSecrets.
+    pub fn count_change_scan(&self, result: &str, refreshes: usize) {
+        self.change_scans.get_or_create(&ResultLabels { result: result.to_owned() }).inc();
+        self.change_refreshes.inc_by(u64::try_from(refreshes).unwrap_or(u64::MAX));
     }
 
     /// Makes the `external_secrets` gauge read these caches at scrape time

@@ -12,9 +12,12 @@
 //! schedules the retry (see [`scheduler`]).
 //!
 //! A successful sync is requeued to the object's next slot in the effective
-//! poll interval. [`Context::track`] sees every watch event, keeps each
-//! object's refresh cost in the [`Schedule`] and reports the effective
-//! interval when it changes.
+//! poll interval, or in the full-refresh interval when change detection is
+//! on: then it also records the version of every remote secret it read (see
+//! [`changes`](crate::changes)), and [`Context::scan_changes`] triggers the
+//! objects whose secrets changed in between. [`Context::track`] sees every
+//! watch event, keeps each object's refresh cost in the [`Schedule`] and
+//! reports the effective interval when it changes.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -34,11 +37,12 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::instrument;
 
+use crate::changes::{self, Changes, Version};
 use crate::crd::ExternalSecret;
 use crate::materialize::{self, DesiredSecret, Plan, RemoteRef};
 use crate::metrics::Metrics;
-use crate::provider::{Secret, SecretsManager};
-use crate::scheduler::{self, Schedule};
+use crate::provider::{ListSecretsParams, Secret, SecretsManager};
+use crate::scheduler::{self, Schedule, slots};
 use crate::status::{self, Outcome};
 use crate::{Error, Result};
 
@@ -61,11 +65,16 @@ pub struct Context<P> {
     pub poll_interval: Duration,
     /// The first retry delay after a failure.
     pub retry_min_delay: Duration,
+    /// With change detection, how often every object is refreshed anyway;
+    /// `None` without change detection.
+    pub full_refresh_interval: Option<Duration>,
     /// Consecutive failures per ExternalSecret, for the backoff. Cleared on
     /// success and on deletion.
     failures: Mutex<HashMap<ObjectRef<ExternalSecret>, u32>>,
     /// Refresh costs and the effective poll interval.
     schedule: Mutex<Schedule>,
+    /// With change detection: the versions each object last synced.
+    changes: Mutex<Changes<ObjectRef<ExternalSecret>>>,
 }
 
 impl<P> std::fmt::Debug for Context<P> {
@@ -73,13 +82,15 @@ impl<P> std::fmt::Debug for Context<P> {
         f.debug_struct("Context")
             .field("poll_interval", &self.poll_interval)
             .field("retry_min_delay", &self.retry_min_delay)
+            .field("full_refresh_interval", &self.full_refresh_interval)
             .finish_non_exhaustive()
     }
 }
 
 impl<P: SecretsManager> Context<P> {
-    /// A context with no recorded failures and an empty schedule, paced by
-    /// the provider's request budget.
+    /// A context with no recorded failures or versions and an empty
+    /// schedule, paced by the provider's request budget. Change detection
+    /// is on when `full_refresh_interval` is set.
     pub fn new(
         client: Client,
         provider: Arc<P>,
@@ -87,6 +98,7 @@ impl<P: SecretsManager> Context<P> {
         metrics: Arc<Metrics>,
         poll_interval: Duration,
         retry_min_delay: Duration,
+        full_refresh_interval: Option<Duration>,
     ) -> Self {
         Self {
             client,
@@ -94,10 +106,28 @@ impl<P: SecretsManager> Context<P> {
             metrics,
             poll_interval,
             retry_min_delay,
+            full_refresh_interval,
             failures: Mutex::default(),
             schedule: Mutex::new(Schedule::new(poll_interval, provider.request_budget())),
+            changes: Mutex::default(),
             provider,
         }
+    }
+
+    /// One change-detection scan: lists the metadata of every secret and
+    /// returns the objects among `known` whose secrets changed since their
+    /// last sync, or that have no successful sync on record.
+    ///
+    /// The listing is not narrowed by group: a `keyByName` group is a name
+    /// or an id, and the listing filter takes ids only.
+    pub async fn scan_changes(
+        &self,
+        known: &HashSet<ObjectRef<ExternalSecret>>,
+    ) -> crate::provider::Result<Vec<ObjectRef<ExternalSecret>>> {
+        let listing = self.provider.list_all_secrets(&ListSecretsParams::default()).await?;
+        let current: HashMap<String, Version> =
+            listing.iter().map(|metadata| (metadata.id.clone(), Version::of(metadata))).collect();
+        Ok(self.changes().to_refresh(known, &current))
     }
 }
 
@@ -125,6 +155,7 @@ impl<P> Context<P> {
                     schedule.remove(&uid);
                 }
                 self.failures().remove(&ObjectRef::from_obj(es));
+                self.changes().forget(&ObjectRef::from_obj(es));
             }
             watcher::Event::InitDone => {
                 let live: HashSet<String> = store.state().iter().filter_map(|es| es.uid()).collect();
@@ -153,14 +184,33 @@ impl<P> Context<P> {
         schedule.clear();
         schedule.take_change();
         self.metrics.set_schedule(0, schedule.interval());
+        self.changes().clear();
     }
 
-    /// How long from now until the next refresh slot of `es`, whose sync
-    /// started at `started` (since the Unix epoch).
+    /// How often every object is refreshed in full: the effective poll
+    /// interval, or with change detection the full-refresh interval if that
+    /// is longer.
+    pub fn refresh_interval(&self) -> Duration {
+        let interval = self.interval();
+        self.full_refresh_interval.map_or(interval, |full| full.max(interval))
+    }
+
+    /// How long from now until the next full-refresh slot of `es`, whose
+    /// sync started at `started` (since the Unix epoch).
     fn until_next_refresh(&self, es: &ExternalSecret, started: Duration) -> Duration {
-        let schedule = self.schedule();
-        let next = es.uid().map_or(started + schedule.interval(), |uid| schedule.next_refresh(&uid, started));
+        let next = match (es.uid(), self.full_refresh_interval) {
+            (None, _) => started + self.refresh_interval(),
+            (Some(uid), None) => self.schedule().next_refresh(&uid, started),
+            (Some(uid), Some(_)) => {
+                let interval = self.refresh_interval();
+                started + slots::until_next_slot(slots::phase(&uid), interval, started)
+            }
+        };
         next.saturating_sub(unix_now())
+    }
+
+    fn changes(&self) -> std::sync::MutexGuard<'_, Changes<ObjectRef<ExternalSecret>>> {
+        self.changes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn schedule(&self) -> std::sync::MutexGuard<'_, Schedule> {
@@ -194,10 +244,16 @@ pub async fn reconcile<P: SecretsManager + 'static>(
     drop(timer);
     let api: Api<ExternalSecret> = Api::namespaced(ctx.client.clone(), &namespace);
     let status = status::next_status(&es, result.as_ref().map(drop), Timestamp::now());
-    status::publish_event(&ctx.recorder, &es, result.as_ref().copied()).await;
+    status::publish_event(&ctx.recorder, &es, result.as_ref().map(|(outcome, _)| *outcome)).await;
     match result {
-        Ok(outcome) => {
+        Ok((outcome, versions)) => {
             ctx.failures().remove(&ObjectRef::from_obj(&*es));
+            match versions {
+                Some(versions) if ctx.full_refresh_interval.is_some() => {
+                    ctx.changes().record(ObjectRef::from_obj(&*es), versions);
+                }
+                _ => ctx.changes().forget(&ObjectRef::from_obj(&*es)),
+            }
             ctx.metrics.count_sync(&namespace, "success");
             if outcome == Outcome::Unchanged {
                 tracing::debug!("in sync");
@@ -208,6 +264,7 @@ pub async fn reconcile<P: SecretsManager + 'static>(
             Ok(Action::requeue(ctx.until_next_refresh(&es, started)))
         }
         Err(error) => {
+            ctx.changes().forget(&ObjectRef::from_obj(&*es));
             ctx.metrics.count_sync(&namespace, error.metric_label());
             if let Err(status_error) = status::patch_status(&api, &es, &status).await {
                 tracing::warn!(error = %status_error.chain(), "cannot report the failure in status");
@@ -237,11 +294,25 @@ pub fn error_policy<P>(es: Arc<ExternalSecret>, error: &Error, ctx: Arc<Context<
     }
 }
 
-/// The sync itself, without reporting.
-async fn sync<P: SecretsManager>(es: &ExternalSecret, ctx: &Context<P>) -> Result<Outcome> {
+/// The sync itself, without reporting: its outcome, and the version of
+/// every remote secret it read, by secret id (`None` if one of them has no
+/// version; see [`changes::fetched_version`]).
+async fn sync<P: SecretsManager>(
+    es: &ExternalSecret,
+    ctx: &Context<P>,
+) -> Result<(Outcome, Option<HashMap<String, Version>>)> {
     let plan = materialize::plan(&es.spec)?;
     let fetched = fetch(ctx.provider.as_ref(), &plan).await?;
     let desired = materialize::materialize(&es.spec, &plan, &fetched)?;
+    let versions = fetched
+        .iter()
+        .map(|secret| Some((secret.metadata.id.clone(), changes::fetched_version(secret)?)))
+        .collect();
+    Ok((write(es, ctx, &desired).await?, versions))
+}
+
+/// Writes `desired` as the Secret of `es`, unless it already holds it.
+async fn write<P>(es: &ExternalSecret, ctx: &Context<P>, desired: &DesiredSecret) -> Result<Outcome> {
     let namespace = es.namespace().unwrap_or_default();
     let secrets: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), &namespace);
     let name = es.name_any();
@@ -250,7 +321,7 @@ async fn sync<P: SecretsManager>(es: &ExternalSecret, ctx: &Context<P>) -> Resul
     let owner = owner_reference(es);
     let outcome = match &existing {
         None => Outcome::Created,
-        Some(existing) if up_to_date(existing, &desired, &owner) => return Ok(Outcome::Unchanged),
+        Some(existing) if up_to_date(existing, desired, &owner) => return Ok(Outcome::Unchanged),
         Some(_) => Outcome::Updated,
     };
     if existing

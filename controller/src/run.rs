@@ -1,19 +1,24 @@
 //! Wires the controller together: metrics, the HTTP endpoints, leader
-//! election and one kube-runtime `Controller` per watched namespace scope.
+//! election, one kube-runtime `Controller` per watched namespace scope and,
+//! with change detection, the metadata scan that triggers the objects whose
+//! remote secrets changed (see [`changes`](crate::changes)).
 //!
 //! [`run`] takes its outside world as parameters (a Kubernetes client, a
 //! Secrets Manager client factory, a shutdown future), so tests run the
 //! whole controller in-process against a real API server and the emulator.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures::channel::mpsc;
 use futures::{FutureExt as _, StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{PredicateConfig, WatchStreamExt as _, predicates, reflector, watcher};
 use kube::{Api, Client};
 use prometheus_client::registry::Registry;
@@ -40,6 +45,10 @@ pub struct Config {
     pub poll_interval: Duration,
     /// The first retry delay after a failed sync.
     pub retry_min_delay: Duration,
+    /// Change detection: `Some` scans secret metadata every poll interval
+    /// and reads only secrets that changed, `None` reads every secret every
+    /// poll interval.
+    pub change_detection: Option<ChangeDetection>,
     /// How many ExternalSecrets are synced at once (per namespace scope).
     pub concurrency: u16,
     /// The namespaces to watch; empty means all.
@@ -53,6 +62,14 @@ pub struct Config {
     pub instance: String,
     /// Serves `PUT /log-level` when set.
     pub log_control: Option<LogControl>,
+}
+
+/// Change detection settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChangeDetection {
+    /// How often every ExternalSecret is refreshed anyway, as a safety net
+    /// (at least the effective poll interval).
+    pub full_refresh_interval: Duration,
 }
 
 /// Runs the controller until `shutdown` completes.
@@ -99,6 +116,7 @@ where
         metrics.clone(),
         config.poll_interval,
         config.retry_min_delay,
+        config.change_detection.map(|change| change.full_refresh_interval),
     ));
 
     match &config.leader {
@@ -154,6 +172,7 @@ async fn run_controllers<P: SecretsManager + 'static>(
     };
     let client = &ctx.client;
     let mut stores = Vec::new();
+    let mut triggers = Vec::new();
     let controllers: Vec<_> = scopes
         .into_iter()
         .enumerate()
@@ -175,8 +194,13 @@ async fn run_controllers<P: SecretsManager + 'static>(
                 .applied_objects()
                 .predicate_filter(predicates::generation, PredicateConfig::default());
             let managed = watcher::Config::default().labels(&format!("{MANAGED_LABEL}={MANAGED_VALUE}"));
+            // Change-detection scans send every object to refresh to every
+            // scope; a Controller skips objects not in its cache.
+            let (changed, refresh) = mpsc::unbounded();
+            triggers.push(changed);
             Controller::for_stream(trigger, reader)
                 .owns(secrets, managed)
+                .reconcile_on(refresh)
                 .with_config(controller::Config::default().concurrency(config.concurrency))
                 .graceful_shutdown_on(shutdown.clone())
                 .run(reconcile, error_policy, ctx.clone())
@@ -188,6 +212,52 @@ async fn run_controllers<P: SecretsManager + 'static>(
                 })
         })
         .collect();
-    ctx.metrics.set_stores(stores);
-    futures::future::join_all(controllers).await;
+    ctx.metrics.set_stores(stores.clone());
+    let controllers = futures::future::join_all(controllers);
+    if ctx.full_refresh_interval.is_some() {
+        tokio::select! {
+            _ = controllers => {}
+            () = scan_changes(ctx, &stores, &triggers) => {}
+        }
+    } else {
+        drop(triggers);
+        controllers.await;
+    }
+}
+
+/// Scans for changed remote secrets once per effective poll interval,
+/// forever, and triggers a sync of every object a scan names. A failed scan
+/// triggers every object, as a poll without change detection would.
+async fn scan_changes<P: SecretsManager + 'static>(
+    ctx: &Context<P>,
+    stores: &[Store<ExternalSecret>],
+    triggers: &[mpsc::UnboundedSender<ObjectRef<ExternalSecret>>],
+) {
+    loop {
+        // Every object is synced when the Controllers start: the first scan
+        // waits one interval.
+        tokio::time::sleep(ctx.interval()).await;
+        let known: HashSet<ObjectRef<ExternalSecret>> =
+            stores.iter().flat_map(Store::state).map(|es| ObjectRef::from_obj(&*es)).collect();
+        let refresh = match ctx.scan_changes(&known).await {
+            Ok(refresh) => {
+                ctx.metrics.count_change_scan("success", refresh.len());
+                if !refresh.is_empty() {
+                    tracing::debug!(objects = refresh.len(), "remote secrets changed; refreshing");
+                }
+                refresh
+            }
+            Err(error) => {
+                ctx.metrics.count_change_scan(error.metric_label(), known.len());
+                tracing::warn!(%error, "cannot list secret metadata; refreshing every ExternalSecret");
+                known.into_iter().collect()
+            }
+        };
+        for object in refresh {
+            for trigger in triggers {
+                // A closed channel means its Controller stopped.
+                let _ = trigger.unbounded_send(object.clone());
+            }
+        }
+    }
 }

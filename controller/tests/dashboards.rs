@@ -19,6 +19,7 @@ fn exported() -> Vec<(String, String)> {
     metrics.on_attempt(Operation::IamToken, AttemptOutcome::Status(200));
     metrics.on_retry(Operation::GetSecret, Duration::from_secs(1));
     metrics.count_sync("ns", "success");
+    metrics.count_change_scan("success", 1);
     drop(metrics.sync_timer("ns"));
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();

@@ -36,6 +36,8 @@ fn spawn_replica(
     Command::new(env!("CARGO_BIN_EXE_cos-secrets-controller"))
         .args(["--sm-endpoint", &emulator.url(), "--iam-url", &emulator.url()])
         .args(["--watched-namespaces", ns, "--poll-interval-ms", "1000", "--retry-min-ms", "200"])
+        // Polls read every value, which the test counts.
+        .args(["--change-detection", "false"])
         .args(["--leader-election", "true", "--lease-name", "cos-secrets-sync", "--lease-namespace", ns])
         .args(["--lease-identity", identity, "--lease-duration-secs", "4", "--lease-grace-secs", "1"])
         .args(["--metrics-addr", &format!("127.0.0.1:{port}")])

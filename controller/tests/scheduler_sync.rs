@@ -64,6 +64,7 @@ async fn hundreds_of_external_secrets_stay_within_the_quota() -> anyhow::Result<
     let config = controller::Config {
         poll_interval: Duration::from_secs(2),
         retry_min_delay: Duration::from_millis(200),
+        change_detection: None,
         concurrency: 16,
         namespaces: vec![ns.to_owned()],
         http_addr: None,

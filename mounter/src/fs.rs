@@ -367,6 +367,13 @@ impl<S: ObjectStore> Fs<S> {
         Ok(children)
     }
 
+    /// The attributes of `ino` as last known, without asking the server:
+    /// for entries [`Fs::readdir`] has just listed, whose attributes came
+    /// with the listing (`readdirplus`).
+    pub fn known_attr(&self, ino: u64) -> Result<Attr> {
+        self.inode(ino).map(|inode| self.attr(&inode))
+    }
+
     /// Opens directory `ino` for reading.
     pub fn opendir(&self, ino: u64) -> Result<u64> {
         self.dir(ino)?;

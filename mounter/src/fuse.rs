@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, LockOwner, OpenAccMode,
-    OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
-    ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
+    ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 use tracing::Instrument as _;
 
@@ -27,7 +27,7 @@ use crate::store::ObjectStore;
 /// `O_TRUNC` on Linux (every architecture the mounter targets).
 const O_TRUNC: i32 = 0o1000;
 /// The largest write and readahead asked of the kernel.
-const MAX_REQUEST: u32 = 1024 * 1024;
+pub(crate) const MAX_REQUEST: u32 = 1024 * 1024;
 /// The block size reported to `stat`, which `cp` uses as its buffer size.
 const BLOCK_SIZE: u32 = 1024 * 1024;
 
@@ -50,6 +50,7 @@ error_reply!(
     ReplyCreate,
     ReplyData,
     ReplyDirectory,
+    ReplyDirectoryPlus,
     ReplyEmpty,
     ReplyEntry,
     ReplyOpen,
@@ -215,9 +216,22 @@ impl<S: ObjectStore> fuser::Filesystem for FuseFs<S> {
                 "the kernel does not offer atomic O_TRUNC; rewrites need truncate(0) first"
             );
         }
-        // Larger requests mean fewer round trips; the kernel may lower both.
-        let _ = config.set_max_write(MAX_REQUEST);
-        let _ = config.set_max_readahead(MAX_REQUEST);
+        // Entries come with their attributes (from the listing), so `ls -l`
+        // does not send one `lookup` per entry.
+        if let Err(missing) = config.add_capabilities(fuser::InitFlags::FUSE_DO_READDIRPLUS) {
+            tracing::warn!(?missing, "the kernel does not offer readdirplus; each entry is looked up");
+        }
+        // Larger requests mean fewer round trips. FUSE lets a filesystem
+        // only lower the readahead the kernel offers: take the largest
+        // allowed when 1 MiB is more.
+        if let Err(nearest) = config.set_max_write(MAX_REQUEST) {
+            tracing::info!(max_write = nearest, "the kernel allows smaller writes than asked");
+            let _ = config.set_max_write(nearest);
+        }
+        if let Err(nearest) = config.set_max_readahead(MAX_REQUEST) {
+            tracing::info!(max_readahead = nearest, "the kernel offers a smaller readahead than asked");
+            let _ = config.set_max_readahead(nearest);
+        }
         Ok(())
     }
 
@@ -460,13 +474,44 @@ impl<S: ObjectStore> fuser::Filesystem for FuseFs<S> {
             reply,
             async move { fs.readdir(ino.0, fh.0, start).await },
             move |mut reply, entries| {
-                for (index, entry) in entries.iter().enumerate() {
+                for (next, entry) in (offset.saturating_add(1)..).zip(&entries) {
                     let kind = match entry.kind {
                         Kind::File => FileType::RegularFile,
                         Kind::Dir => FileType::Directory,
                     };
-                    let next = (start + index + 1) as u64;
                     if reply.add(INodeNo(entry.ino), next, kind, &entry.name) {
+                        break;
+                    }
+                }
+                reply.ok();
+            },
+        );
+    }
+
+    fn readdirplus(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        reply: ReplyDirectoryPlus,
+    ) {
+        let (fs, ttl) = (self.fs.clone(), self.ttl);
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        self.spawn(
+            call(req, "readdirplus", ino),
+            reply,
+            async move {
+                let entries = fs.readdir(ino.0, fh.0, start).await?;
+                entries.into_iter().map(|entry| Ok((fs.known_attr(entry.ino)?, entry.name))).collect::<Result<
+                    Vec<_>,
+                    FsError,
+                >>(
+                )
+            },
+            move |mut reply, entries| {
+                for (next, (attr, name)) in (offset.saturating_add(1)..).zip(&entries) {
+                    if reply.add(INodeNo(attr.ino), next, name, &ttl, &file_attr(attr), Generation(0)) {
                         break;
                     }
                 }

@@ -211,6 +211,11 @@ fn a_large_file_round_trips_intact() {
         let s3 = TestS3::shared().await;
         let bucket = s3.bucket().await.unwrap();
         let (_credentials, mnt) = root_mount(s3, &bucket);
+        // The mounter (root here) raised the kernel readahead to 1 MiB.
+        let device = Command::new("mountpoint").arg("-d").arg(mnt.path()).output().unwrap();
+        let device = String::from_utf8(device.stdout).unwrap();
+        let readahead = std::fs::read_to_string(format!("/sys/class/bdi/{}/read_ahead_kb", device.trim()));
+        assert_eq!(readahead.unwrap().trim(), "1024");
         let path = mnt.join("large.bin");
         {
             let mut file = std::fs::File::create(&path).unwrap();
@@ -378,6 +383,46 @@ fn credentials_rotate_without_remount_or_failed_reads() {
             "{metrics}"
         );
         assert!(metrics.contains(r#"cos_mounter_fs_bytes_total{operation="read"}"#), "{metrics}");
+    });
+}
+
+#[test]
+fn ls_l_takes_attributes_from_the_listing() {
+    block_on(async {
+        let s3 = TestS3::shared().await;
+        let bucket = s3.bucket().await.unwrap();
+        for i in 0..20 {
+            bucket.put(&format!("dir/f{i:02}"), vec![b'x'; i]).await.unwrap();
+        }
+        let credentials = CredentialsDir::for_key(s3.root_key());
+        let metrics_addr = free_addr();
+        let mnt = mount(s3, &bucket, &credentials, &["--metrics-addr", &metrics_addr]);
+
+        let output = Command::new("ls").arg("-ln").arg(mnt.join("dir")).output().unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let sizes: Vec<(String, usize)> = String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .filter(|line| line.starts_with('-'))
+            .map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                (fields[8].to_owned(), fields[4].parse().unwrap())
+            })
+            .collect();
+        let expected: Vec<(String, usize)> = (0..20).map(|i| (format!("f{i:02}"), i)).collect();
+        assert_eq!(sizes, expected);
+
+        // readdirplus: the kernel got the attributes with the entries and
+        // looked up only the directory itself.
+        let metrics =
+            reqwest::get(format!("http://{metrics_addr}/metrics")).await.unwrap().text().await.unwrap();
+        let lookups: u64 = metrics
+            .lines()
+            .filter(|line| line.starts_with(r#"cos_mounter_fs_operations_total{operation="lookup""#))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        assert!(lookups <= 1, "{lookups} lookups for one directory:\n{metrics}");
+        assert!(metrics.contains(r#"operation="readdirplus""#), "{metrics}");
     });
 }
 

@@ -100,6 +100,8 @@ impl RunningController {
         let config = controller::Config {
             poll_interval: Duration::from_secs(1),
             retry_min_delay: Duration::from_millis(200),
+            // Polls read every value: several tests count the reads.
+            change_detection: None,
             concurrency: 4,
             namespaces: namespaces.iter().map(|&ns| ns.to_owned()).collect(),
             http_addr: None,

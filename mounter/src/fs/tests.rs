@@ -52,6 +52,32 @@ async fn listing_shows_files_and_implicit_and_marked_directories() {
 }
 
 #[tokio::test]
+async fn a_directory_shadows_a_file_of_the_same_name() {
+    let objects = [("n", "file"), ("n/x", "X")];
+    // Looked up on a fresh mount (HeadObject and a listing answer) ...
+    let (_, fs) = fs_with(&objects, "");
+    assert_eq!(fs.lookup(ROOT, "n").await.unwrap().kind, Kind::Dir);
+    // ... and from a listing, the same answer.
+    let (_, fs) = fs_with(&objects, "");
+    assert_eq!(names(&fs, ROOT).await, [".", "..", "n"]);
+    assert_eq!(fs.lookup(ROOT, "n").await.unwrap().kind, Kind::Dir);
+}
+
+#[tokio::test]
+async fn listed_entries_carry_their_attributes_without_asking_the_server() {
+    let (store, fs) = fs_with(&[("a.txt", "AAA"), ("d/x", "X")], "");
+    let fh = fs.opendir(ROOT).unwrap();
+    let entries = fs.readdir(ROOT, fh, 0).await.unwrap();
+    store.delete("a.txt").await.unwrap();
+    let attrs: Vec<_> = entries.iter().map(|e| (e.name.as_str(), fs.known_attr(e.ino).unwrap())).collect();
+    let (_, a) = attrs.iter().find(|(name, _)| *name == "a.txt").unwrap();
+    assert_eq!((a.kind, a.size, a.perm), (Kind::File, 3, 0o644));
+    let (_, d) = attrs.iter().find(|(name, _)| *name == "d").unwrap();
+    assert_eq!(d.kind, Kind::Dir);
+    assert_eq!(fs.lookup(ROOT, "a.txt").await.unwrap(), *a, "lookup answers from the same listing");
+}
+
+#[tokio::test]
 async fn the_prefix_is_the_root() {
     let (store, fs) = fs_with(&[("p/in", "1"), ("out", "2")], "p/");
     assert_eq!(names(&fs, ROOT).await, [".", "..", "in"]);

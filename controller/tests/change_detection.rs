@@ -1,0 +1,171 @@
+//! Change detection on a real kube-apiserver against the emulator: with a
+//! 1 s poll interval and a 1 h full refresh, synced ExternalSecrets cost
+//! one `list_secrets` call per scan and no value reads; a rotation is read
+//! again by exactly the objects that read the secret, and a deleted secret
+//! surfaces as a failed sync.
+
+mod sync_support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use controller::ChangeDetection;
+use controller::crd::ExternalSecret;
+use controller::provider::{BudgetConfig, IbmSecretsManager};
+use futures::StreamExt as _;
+use kube::api::ListParams;
+use kube::{Api, Client, ResourceExt as _};
+use serde_json::json;
+use sm_emulator::{Emulator, EmulatorConfig};
+use sync_support::{
+    SyncTest, apply_external_secret, client_config, kes_manifest, ready, seed_user, value,
+    wait_external_secret, wait_for, wait_secret,
+};
+use tokio::sync::oneshot;
+
+/// The emulator's quota, requests per second.
+const QUOTA: u32 = 10;
+/// How many ExternalSecrets, and how many remote secrets they share: object
+/// `i` reads secret `i % REMOTE_SECRETS`.
+const OBJECTS: usize = 20;
+const REMOTE_SECRETS: usize = 10;
+
+fn name(index: usize) -> String {
+    format!("app-{index:02}")
+}
+
+/// `status.lastSync` of every ExternalSecret, by name: it moves on every
+/// sync, successful or not.
+async fn last_syncs(api: &Api<ExternalSecret>) -> Option<BTreeMap<String, String>> {
+    let list = api.list(&ListParams::default()).await.ok()?;
+    list.items.iter().map(|es| Some((es.name_any(), es.status.as_ref()?.last_sync.clone()?))).collect()
+}
+
+/// Waits until `scans` more `list_secrets` calls have been answered.
+async fn wait_scans(emu: &Emulator, scans: u64) {
+    let target = emu.stats().operation_total("list_secrets") + scans;
+    wait_for(&format!("{scans} more scans"), || async move {
+        (emu.stats().operation_total("list_secrets") >= target).then_some(())
+    })
+    .await;
+}
+
+/// Waits until a whole scan period passes without a value read, and returns
+/// the number of value reads so far.
+async fn wait_quiet(emu: &Emulator) -> u64 {
+    wait_for("a scan period without value reads", || async move {
+        let before = emu.stats().operation_total("get_secret");
+        wait_scans(emu, 2).await;
+        let after = emu.stats().operation_total("get_secret");
+        (after == before).then_some(after)
+    })
+    .await
+}
+
+fn start_controller(
+    client: Client,
+    namespace: &str,
+    emu: &Emulator,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<controller::Result<()>>) {
+    let config = controller::Config {
+        poll_interval: Duration::from_secs(1),
+        retry_min_delay: Duration::from_millis(200),
+        change_detection: Some(ChangeDetection { full_refresh_interval: Duration::from_secs(3600) }),
+        concurrency: 4,
+        namespaces: vec![namespace.to_owned()],
+        http_addr: None,
+        leader: None,
+        instance: "in-process".to_owned(),
+        log_control: None,
+    };
+    let mut sm = client_config(emu);
+    sm.budget = Some(BudgetConfig::new(f64::from(QUOTA), 0.8));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(controller::run(
+        config,
+        client,
+        move |observer| IbmSecretsManager::with_observer(&sm, observer),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    (stop, task)
+}
+
+#[tokio::test]
+async fn only_changed_secrets_are_read_again() -> anyhow::Result<()> {
+    let SyncTest { client, namespace, emu: _ } = SyncTest::start().await?;
+    let ns = namespace.name();
+    let emu = Emulator::start(
+        EmulatorConfig { rate_limit: QUOTA, retry_after: true, ..EmulatorConfig::default() },
+        "127.0.0.1:0".parse()?,
+    )
+    .await?;
+    let ids: Vec<String> = (0..REMOTE_SECRETS)
+        .map(|index| seed_user(&emu, &format!("user-{index}"), "first-password"))
+        .collect();
+    let (stop, controller) = start_controller(client.clone(), ns, &emu);
+
+    futures::stream::iter(0..OBJECTS)
+        .map(|index| {
+            let (client, manifest) =
+                (client.clone(), kes_manifest(&name(index), &ids[index % REMOTE_SECRETS]));
+            async move { apply_external_secret(&client, ns, &manifest).await }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await;
+    let externals: Api<ExternalSecret> = Api::namespaced(client.clone(), ns);
+    wait_for("every ExternalSecret Ready", || {
+        let externals = externals.clone();
+        async move {
+            let list = externals.list(&ListParams::default()).await.ok()?;
+            let synced = list.items.iter().filter(|es| ready(es).is_some_and(|(status, _)| status == "True"));
+            (synced.count() == OBJECTS).then_some(())
+        }
+    })
+    .await;
+
+    // Once the first syncs have settled, scans read no values and sync
+    // nothing.
+    let reads = wait_quiet(&emu).await;
+    let synced = last_syncs(&externals).await.expect("every object synced");
+    wait_scans(&emu, 3).await;
+    assert_eq!(emu.stats().operation_total("get_secret"), reads, "no value reads between changes");
+    assert_eq!(
+        last_syncs(&externals).await.expect("every object synced"),
+        synced,
+        "no syncs between changes"
+    );
+
+    // A rotation is read again by its two readers only.
+    emu.store().create_version(&ids[0], json!({"password": "rotated-password"}))?;
+    for index in [0, REMOTE_SECRETS] {
+        wait_secret(&client, ns, &name(index), "the rotated password", |secret| {
+            value(secret, "password").as_deref() == Some("rotated-password")
+        })
+        .await;
+    }
+    let after_rotation = wait_quiet(&emu).await;
+    let resynced = last_syncs(&externals).await.expect("every object synced");
+    let moved: Vec<&String> =
+        resynced.keys().filter(|name| resynced.get(*name) != synced.get(*name)).collect();
+    assert_eq!(moved, [&name(0), &name(REMOTE_SECRETS)], "only the readers of the rotated secret synced");
+    let rereads = after_rotation - reads;
+    assert!((1..=4).contains(&rereads), "the two readers read it again, at most twice each: {rereads}");
+
+    // A deleted secret fails the sync of its readers.
+    emu.store().delete(&ids[REMOTE_SECRETS - 1])?;
+    for index in [REMOTE_SECRETS - 1, OBJECTS - 1] {
+        wait_external_secret(&client, ns, &name(index), "Ready=False after the deletion", |es| {
+            ready(es).is_some_and(|(status, _)| status == "False")
+        })
+        .await;
+    }
+
+    let _ = stop.send(());
+    controller.await?.expect("the controller ends cleanly");
+    let stats = emu.stats();
+    assert_eq!(stats.throttled, 0, "no 429s: {:?}", stats.by_operation);
+    Ok(())
+}
