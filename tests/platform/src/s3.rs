@@ -54,7 +54,6 @@ pub struct TestS3 {
     root: AccessKey,
     mc: PathBuf,
     mc_config: PathBuf,
-    http: reqwest::Client,
     _server: Supervised,
 }
 
@@ -102,7 +101,7 @@ impl TestS3 {
         let probe = http.get(endpoint.join("/minio/health/ready").expect("valid URL")).timeout(PROBE_TIMEOUT);
         wait_for_http(&mut server, Duration::from_secs(60), probe).await?;
         tracing::info!(%endpoint, "S3 server ready");
-        Ok(Self { endpoint, root, mc, mc_config: root_dir.join("mc"), http, _server: server })
+        Ok(Self { endpoint, root, mc, mc_config: root_dir.join("mc"), _server: server })
     }
 
     /// The server's endpoint (`http://127.0.0.1:PORT`).
@@ -123,8 +122,12 @@ impl TestS3 {
             .map_err(|e| Error::S3 { operation: "CreateBucket", detail: e.to_string() })?;
         let credentials = self.root.credentials();
         let url = bucket.create_bucket(&credentials).sign(SIGNATURE_TTL);
-        check("CreateBucket", self.http.put(url).send().await?).await?;
-        Ok(TestBucket { name, bucket, credentials, http: self.http.clone() })
+        // A client per bucket, bound to the calling test's runtime: pooled
+        // connections of a client shared across tests would belong to the
+        // runtime of whichever test opened them, and die with it.
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+        check("CreateBucket", http.put(url).send().await?).await?;
+        Ok(TestBucket { name, bucket, credentials, http })
     }
 
     /// Creates a new user with read-write access and returns its key pair.
