@@ -12,14 +12,13 @@ use std::time::Duration;
 use controller::ChangeDetection;
 use controller::crd::ExternalSecret;
 use controller::provider::{BudgetConfig, IbmSecretsManager};
-use futures::StreamExt as _;
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt as _};
 use serde_json::json;
 use sm_emulator::{Emulator, EmulatorConfig};
 use sync_support::{
-    SyncTest, apply_external_secret, client_config, kes_manifest, ready, seed_user, value,
-    wait_external_secret, wait_for, wait_secret,
+    SyncTest, all_ready, apply_kes_objects, client_config, ready, seed_user, value, wait_external_secret,
+    wait_for, wait_secret,
 };
 use tokio::sync::oneshot;
 
@@ -106,25 +105,9 @@ async fn only_changed_secrets_are_read_again() -> anyhow::Result<()> {
         .collect();
     let (stop, controller) = start_controller(client.clone(), ns, &emu);
 
-    futures::stream::iter(0..OBJECTS)
-        .map(|index| {
-            let (client, manifest) =
-                (client.clone(), kes_manifest(&name(index), &ids[index % REMOTE_SECRETS]));
-            async move { apply_external_secret(&client, ns, &manifest).await }
-        })
-        .buffer_unordered(8)
-        .collect::<Vec<_>>()
-        .await;
+    apply_kes_objects(&client, ns, &ids, OBJECTS, name, 8).await;
     let externals: Api<ExternalSecret> = Api::namespaced(client.clone(), ns);
-    wait_for("every ExternalSecret Ready", || {
-        let externals = externals.clone();
-        async move {
-            let list = externals.list(&ListParams::default()).await.ok()?;
-            let synced = list.items.iter().filter(|es| ready(es).is_some_and(|(status, _)| status == "True"));
-            (synced.count() == OBJECTS).then_some(())
-        }
-    })
-    .await;
+    wait_for("every ExternalSecret Ready", || all_ready(&externals, OBJECTS)).await;
 
     // Once the first syncs have settled, scans read no values and sync
     // nothing.

@@ -10,15 +10,11 @@ use std::time::Duration;
 
 use controller::crd::ExternalSecret;
 use controller::provider::{BudgetConfig, IbmSecretsManager};
-use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use kube::api::ListParams;
 use serde_json::json;
 use sm_emulator::{Emulator, EmulatorConfig};
-use sync_support::{
-    apply_external_secret, client_config, install_crd, kes_manifest, poll_until, ready, seed_user, value,
-};
+use sync_support::{all_ready, apply_kes_objects, client_config, install_crd, poll_until, seed_user, value};
 use test_platform::TestCluster;
 use tokio::sync::oneshot;
 
@@ -86,26 +82,10 @@ async fn hundreds_of_external_secrets_stay_within_the_quota() -> anyhow::Result<
 
     // Each object reads both properties of one remote secret; every remote
     // secret is shared by three objects.
-    futures::stream::iter(0..OBJECTS)
-        .map(|index| {
-            let (client, manifest) =
-                (client.clone(), kes_manifest(&name(index), &ids[index % REMOTE_SECRETS]));
-            async move { apply_external_secret(&client, ns, &manifest).await }
-        })
-        .buffer_unordered(16)
-        .collect::<Vec<_>>()
-        .await;
+    apply_kes_objects(&client, ns, &ids, OBJECTS, name, 16).await;
 
     let externals: Api<ExternalSecret> = Api::namespaced(client.clone(), ns);
-    eventually("every ExternalSecret Ready", || {
-        let externals = externals.clone();
-        async move {
-            let list = externals.list(&ListParams::default()).await.ok()?;
-            let synced = list.items.iter().filter(|es| ready(es).is_some_and(|(status, _)| status == "True"));
-            (synced.count() == OBJECTS).then_some(())
-        }
-    })
-    .await;
+    eventually("every ExternalSecret Ready", || all_ready(&externals, OBJECTS)).await;
 
     // Rotating a shared remote secret reaches all three of its Secrets.
     emu.store().create_version(&ids[0], json!({"password": "rotated-password"}))?;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use controller::crd::ExternalSecret;
 use controller::provider::{AuthConfig, ClientConfig, IbmSecretsManager};
+use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -163,6 +164,33 @@ spec:
     - {{key: {secret_id}, name: password, property: password, secretType: username_password}}
 "
     )
+}
+
+/// Applies `count` KES manifests, object `i` named `name(i)` and reading
+/// `ids[i % ids.len()]`, `concurrency` at a time.
+pub async fn apply_kes_objects(
+    client: &Client,
+    namespace: &str,
+    ids: &[String],
+    count: usize,
+    name: impl Fn(usize) -> String,
+    concurrency: usize,
+) {
+    futures::stream::iter(0..count)
+        .map(|index| {
+            let (client, manifest) = (client.clone(), kes_manifest(&name(index), &ids[index % ids.len()]));
+            async move { apply_external_secret(&client, namespace, &manifest).await }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await;
+}
+
+/// `Some` once `count` ExternalSecrets are `Ready=True`; for polling.
+pub async fn all_ready(externals: &Api<ExternalSecret>, count: usize) -> Option<()> {
+    let list = externals.list(&ListParams::default()).await.ok()?;
+    let synced = list.items.iter().filter(|es| ready(es).is_some_and(|(status, _)| status == "True"));
+    (synced.count() == count).then_some(())
 }
 
 /// Seeds a `username_password` secret; returns its id.
