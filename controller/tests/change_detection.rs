@@ -11,16 +11,15 @@ use std::time::Duration;
 
 use controller::ChangeDetection;
 use controller::crd::ExternalSecret;
-use controller::provider::{BudgetConfig, IbmSecretsManager};
+use controller::provider::BudgetConfig;
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt as _};
 use serde_json::json;
 use sm_emulator::{Emulator, EmulatorConfig};
 use sync_support::{
-    SyncTest, all_ready, apply_kes_objects, client_config, ready, seed_user, value, wait_external_secret,
-    wait_for, wait_secret,
+    RunningController, SyncTest, all_ready, apply_kes_objects, client_config, ready, seed_user, test_config,
+    value, wait_external_secret, wait_for, wait_secret,
 };
-use tokio::sync::oneshot;
 
 /// The emulator's quota, requests per second.
 const QUOTA: u32 = 10;
@@ -61,34 +60,12 @@ async fn wait_quiet(emu: &Emulator) -> u64 {
     .await
 }
 
-fn start_controller(
-    client: Client,
-    namespace: &str,
-    emu: &Emulator,
-) -> (oneshot::Sender<()>, tokio::task::JoinHandle<controller::Result<()>>) {
-    let config = controller::Config {
-        poll_interval: Duration::from_secs(1),
-        retry_min_delay: Duration::from_millis(200),
-        change_detection: Some(ChangeDetection { full_refresh_interval: Duration::from_secs(3600) }),
-        concurrency: 4,
-        namespaces: vec![namespace.to_owned()],
-        http_addr: None,
-        leader: None,
-        instance: "in-process".to_owned(),
-        log_control: None,
-    };
+fn start_controller(client: Client, namespace: &str, emu: &Emulator) -> RunningController {
+    let mut config = test_config(&[namespace]);
+    config.change_detection = Some(ChangeDetection { full_refresh_interval: Duration::from_secs(3600) });
     let mut sm = client_config(emu);
     sm.budget = Some(BudgetConfig::new(f64::from(QUOTA), 0.8));
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(controller::run(
-        config,
-        client,
-        move |observer| IbmSecretsManager::with_observer(&sm, observer),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    (stop, task)
+    RunningController::start_with(client, config, sm)
 }
 
 #[tokio::test]
@@ -103,7 +80,7 @@ async fn only_changed_secrets_are_read_again() -> anyhow::Result<()> {
     let ids: Vec<String> = (0..REMOTE_SECRETS)
         .map(|index| seed_user(&emu, &format!("user-{index}"), "first-password"))
         .collect();
-    let (stop, controller) = start_controller(client.clone(), ns, &emu);
+    let controller = start_controller(client.clone(), ns, &emu);
 
     apply_kes_objects(&client, ns, &ids, OBJECTS, name, 8).await;
     let externals: Api<ExternalSecret> = Api::namespaced(client.clone(), ns);
@@ -146,8 +123,7 @@ async fn only_changed_secrets_are_read_again() -> anyhow::Result<()> {
         .await;
     }
 
-    let _ = stop.send(());
-    controller.await?.expect("the controller ends cleanly");
+    controller.stop().await;
     let stats = emu.stats();
     assert_eq!(stats.throttled, 0, "no 429s: {:?}", stats.by_operation);
     Ok(())

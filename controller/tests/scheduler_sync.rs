@@ -9,14 +9,16 @@ use std::future::Future;
 use std::time::Duration;
 
 use controller::crd::ExternalSecret;
-use controller::provider::{BudgetConfig, IbmSecretsManager};
+use controller::provider::BudgetConfig;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use serde_json::json;
 use sm_emulator::{Emulator, EmulatorConfig};
-use sync_support::{all_ready, apply_kes_objects, client_config, install_crd, poll_until, seed_user, value};
+use sync_support::{
+    RunningController, all_ready, apply_kes_objects, client_config, install_crd, poll_until, seed_user,
+    test_config, value,
+};
 use test_platform::TestCluster;
-use tokio::sync::oneshot;
 
 /// The emulator's quota, requests per second.
 const QUOTA: u32 = 10;
@@ -57,28 +59,12 @@ async fn hundreds_of_external_secrets_stay_within_the_quota() -> anyhow::Result<
         .map(|index| seed_user(&emu, &format!("user-{index}"), "first-password"))
         .collect();
 
-    let config = controller::Config {
-        poll_interval: Duration::from_secs(2),
-        retry_min_delay: Duration::from_millis(200),
-        change_detection: None,
-        concurrency: 16,
-        namespaces: vec![ns.to_owned()],
-        http_addr: None,
-        leader: None,
-        instance: "in-process".to_owned(),
-        log_control: None,
-    };
+    let mut config = test_config(&[ns]);
+    config.poll_interval = Duration::from_secs(2);
+    config.concurrency = 16;
     let mut sm = client_config(&emu);
     sm.budget = Some(BudgetConfig::new(f64::from(QUOTA), 0.8));
-    let (stop, stopped) = oneshot::channel::<()>();
-    let controller = tokio::spawn(controller::run(
-        config,
-        client.clone(),
-        move |observer| IbmSecretsManager::with_observer(&sm, observer),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let controller = RunningController::start_with(client.clone(), config, sm);
 
     // Each object reads both properties of one remote secret; every remote
     // secret is shared by three objects.
@@ -102,8 +88,7 @@ async fn hundreds_of_external_secrets_stay_within_the_quota() -> anyhow::Result<
         .await;
     }
 
-    let _ = stop.send(());
-    controller.await?.expect("the controller ends cleanly");
+    controller.stop().await;
     let stats = emu.stats();
     assert_eq!(stats.throttled, 0, "no 429s: {:?}", stats.by_operation);
     assert!(

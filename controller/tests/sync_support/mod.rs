@@ -83,6 +83,22 @@ pub fn client_config(emulator: &Emulator) -> ClientConfig {
     config
 }
 
+/// The in-process controller's configuration for tests: `namespaces`, a 1 s
+/// poll, quick retries, no HTTP endpoint and no leader election.
+pub fn test_config(namespaces: &[&str]) -> controller::Config {
+    controller::Config {
+        poll_interval: Duration::from_secs(1),
+        retry_min_delay: Duration::from_millis(200),
+        change_detection: None,
+        concurrency: 4,
+        namespaces: namespaces.iter().map(|&ns| ns.to_owned()).collect(),
+        http_addr: None,
+        leader: None,
+        instance: "in-process".to_owned(),
+        log_control: None,
+    }
+}
+
 /// A controller running in-process, watching one namespace, polling every
 /// second. Stops when dropped.
 pub struct RunningController {
@@ -98,19 +114,15 @@ impl RunningController {
 
     /// Starts the controller for `namespaces` against `emulator`.
     pub fn start_watching(client: Client, namespaces: &[&str], emulator: &Emulator) -> Self {
-        let config = controller::Config {
-            poll_interval: Duration::from_secs(1),
-            retry_min_delay: Duration::from_millis(200),
-            // Polls read every value: several tests count the reads.
-            change_detection: None,
-            concurrency: 4,
-            namespaces: namespaces.iter().map(|&ns| ns.to_owned()).collect(),
-            http_addr: None,
-            leader: None,
-            instance: "in-process".to_owned(),
-            log_control: None,
-        };
-        let sm = client_config(emulator);
+        let mut config = test_config(namespaces);
+        // Polls read every value: several tests count the reads.
+        config.change_detection = None;
+        Self::start_with(client, config, client_config(emulator))
+    }
+
+    /// Starts the controller with `config`, reading Secrets Manager as `sm`
+    /// says.
+    pub fn start_with(client: Client, config: controller::Config, sm: ClientConfig) -> Self {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(controller::run(
             config,
