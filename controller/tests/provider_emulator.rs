@@ -13,7 +13,7 @@ use controller::provider::{
     AttemptOutcome, AuthConfig, ClientConfig, Error, IbmSecretsManager, ListSecretsParams, Operation,
     SecretType, SecretsManager, VersionRef,
 };
-use provider_support::{Recorder, config, trusted_profile, wait_until};
+use provider_support::{Recorder, concurrent_reads, config, trusted_profile, wait_until};
 use serde_json::{Value, json};
 use sm_emulator::{CrTokenSource, Emulator, EmulatorConfig, Faults, TrustedProfile};
 
@@ -52,18 +52,6 @@ fn exchanges(emu: &Emulator) -> u64 {
 
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()
-}
-
-/// Runs `n` concurrent `get_secret(id)` calls; all must succeed.
-async fn concurrent_reads(client: &IbmSecretsManager, id: &str, n: usize) {
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..n {
-        let (client, id) = (client.clone(), id.to_owned());
-        tasks.spawn(async move { client.get_secret(&id).await.map(drop) });
-    }
-    while let Some(result) = tasks.join_next().await {
-        result.expect("task").expect("read");
-    }
 }
 
 fn text(bytes: &controller::provider::SecretBytes) -> String {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use controller::provider::{
     AttemptOutcome, AuthConfig, BudgetConfig, IbmSecretsManager, Operation, SecretsManager,
 };
-use provider_support::{Recorder, config};
+use provider_support::{Recorder, concurrent_reads, config};
 use serde_json::json;
 use sm_emulator::{Emulator, EmulatorConfig};
 
@@ -37,18 +37,6 @@ fn client(emu: &Emulator, budget: BudgetConfig) -> (IbmSecretsManager, Arc<Recor
     config.budget = Some(budget);
     let recorder = Arc::new(Recorder::default());
     (IbmSecretsManager::with_observer(&config, recorder.clone()).expect("client"), recorder)
-}
-
-/// Runs `n` concurrent reads of `id`; all must succeed.
-async fn concurrent_reads(client: &IbmSecretsManager, id: &str, n: usize) {
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..n {
-        let (client, id) = (client.clone(), id.to_owned());
-        tasks.spawn(async move { client.get_secret(&id).await.map(drop) });
-    }
-    while let Some(result) = tasks.join_next().await {
-        result.expect("task").expect("read");
-    }
 }
 
 #[tokio::test]

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use controller::provider::{AttemptOutcome, AuthConfig, CallObserver, ClientConfig, Operation};
+use controller::provider::{
+    AttemptOutcome, AuthConfig, CallObserver, ClientConfig, IbmSecretsManager, Operation, SecretsManager,
+};
 use serde_json::{Value, json};
 use tracing_subscriber::fmt::MakeWriter;
 use url::Url;
@@ -206,5 +208,17 @@ where
     while !condition().await {
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs `n` concurrent `get_secret(id)` calls; all must succeed.
+pub async fn concurrent_reads(client: &IbmSecretsManager, id: &str, n: usize) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let (client, id) = (client.clone(), id.to_owned());
+        tasks.spawn(async move { client.get_secret(&id).await.map(drop) });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.expect("task").expect("read");
     }
 }
