@@ -79,6 +79,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         api_key: sm_emulator::config::DEFAULT_API_KEY.to_owned(),
         poll_interval_ms: 2_000,
         namespaces: NAMESPACE.to_owned(),
+        extra_env: Vec::new(),
+        log: None,
     })?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
     let started = Instant::now();
@@ -156,7 +158,7 @@ fn seed_cos_credentials(emulator: &Emulator, key: &AccessKey) -> anyhow::Result<
     Ok(secret["id"].as_str().context("emulator returned no id")?.to_owned())
 }
 
-async fn apply_crd(client: &kube::Client, path: &std::path::Path) -> anyhow::Result<()> {
+pub(crate) async fn apply_crd(client: &kube::Client, path: &std::path::Path) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
     let crd: CustomResourceDefinition = serde_yaml::from_str(&text).context("parse the CRD")?;
     let name = crd.metadata.name.clone().context("CRD has no name")?;

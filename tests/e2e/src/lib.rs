@@ -6,6 +6,9 @@
 //! - [`demo`]: the local demo: an ExternalSecret becomes a COS credential
 //!   Secret, the mounter mounts the bucket with it, and a rotation goes
 //!   through without a remount.
+//! - [`scale`]: the scale benchmark, the controller against a KES-like
+//!   poller at thousands of ExternalSecrets.
 
 pub mod demo;
 pub mod programs;
+pub mod scale;

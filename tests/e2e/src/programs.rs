@@ -29,13 +29,18 @@ pub struct ControllerSettings {
     pub poll_interval_ms: u64,
     /// Namespaces to watch (comma list; empty = all).
     pub namespaces: String,
+    /// More environment variables (flags the KES variables do not cover).
+    pub extra_env: Vec<(String, String)>,
+    /// Where the controller's output goes; `None` inherits ours.
+    pub log: Option<PathBuf>,
 }
 
 impl ControllerProcess {
     /// Starts the controller configured through KES's environment variables,
     /// exactly as a KES deployment would configure it.
     pub fn start(settings: &ControllerSettings) -> anyhow::Result<Self> {
-        let child = Command::new(&settings.binary)
+        let mut command = Command::new(&settings.binary);
+        command
             .env("KUBECONFIG", &settings.kubeconfig)
             .env("IBM_CLOUD_SECRETS_MANAGER_API_ENDPOINT", &settings.endpoint)
             .env("IBM_CLOUD_SECRETS_MANAGER_API_AUTH_TYPE", "iam")
@@ -45,10 +50,26 @@ impl ControllerProcess {
             .env("WATCHED_NAMESPACES", &settings.namespaces)
             // Any free port: the demo does not scrape it.
             .env("COS_SECRETS_SYNC_METRICS_ADDR", "127.0.0.1:0")
-            .stdin(Stdio::null())
-            .spawn()
-            .with_context(|| format!("start {}", settings.binary.display()))?;
+            .envs(settings.extra_env.iter().map(|(name, value)| (name, value)))
+            .stdin(Stdio::null());
+        if let Some(log) = &settings.log {
+            let file = std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
+            command.stdout(file.try_clone()?).stderr(file);
+        }
+        let child = command.spawn().with_context(|| format!("start {}", settings.binary.display()))?;
         Ok(Self { child })
+    }
+
+    /// The peak resident set size of the process so far (`VmHWM`), in bytes.
+    pub fn peak_rss(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .context("read the controller's /proc status")?;
+        let kib = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .context("no VmHWM in the controller's /proc status")?;
+        Ok(kib * 1024)
     }
 }
 

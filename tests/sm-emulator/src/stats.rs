@@ -32,6 +32,9 @@ pub struct RequestStats {
     pub per_second: Vec<SecondBucket>,
     /// Most requests admitted within any one-second window of arrival instants.
     pub max_admitted_in_any_1s_window: u64,
+    /// Most requests that arrived (admitted or not) within any one-second window.
+    #[serde(default)]
+    pub max_arrived_in_any_1s_window: u64,
 }
 
 impl RequestStats {
@@ -63,6 +66,8 @@ pub(crate) struct Traffic {
     limiter: RateLimiter,
     /// Admitted arrivals of the last second, for `max_admitted_in_any_1s_window`.
     recent: SlidingWindow,
+    /// All arrivals of the last second, for `max_arrived_in_any_1s_window`.
+    arrivals: SlidingWindow,
     stats: RequestStats,
     per_second: BTreeMap<u64, SecondBucket>,
 }
@@ -72,6 +77,7 @@ impl Traffic {
         Self {
             limiter: RateLimiter::new(rate_limit),
             recent: SlidingWindow::new(Duration::from_secs(1)),
+            arrivals: SlidingWindow::new(Duration::from_secs(1)),
             stats: RequestStats::default(),
             per_second: BTreeMap::new(),
         }
@@ -89,6 +95,9 @@ impl Traffic {
         let bucket =
             self.per_second.entry(second).or_insert(SecondBucket { second, ..SecondBucket::default() });
         self.stats.total += 1;
+        let arrived = self.arrivals.count_at(now) as u64 + 1;
+        self.arrivals.push(now);
+        self.stats.max_arrived_in_any_1s_window = self.stats.max_arrived_in_any_1s_window.max(arrived);
         if admitted {
             bucket.admitted += 1;
             self.stats.admitted += 1;
@@ -122,6 +131,7 @@ impl Traffic {
         self.stats = RequestStats::default();
         self.per_second.clear();
         self.recent = SlidingWindow::new(Duration::from_secs(1));
+        self.arrivals = SlidingWindow::new(Duration::from_secs(1));
     }
 }
 
@@ -141,6 +151,7 @@ mod tests {
         let stats = traffic.snapshot();
         assert_eq!((stats.total, stats.admitted, stats.throttled), (6, 2, 4));
         assert_eq!(stats.max_admitted_in_any_1s_window, 2);
+        assert_eq!(stats.max_arrived_in_any_1s_window, 6);
         assert_eq!(stats.count("get_secret", 200), 1);
         assert_eq!(stats.operation_total("get_secret"), 2);
         assert_eq!(stats.iam_token_exchanges["apikey"], 1);

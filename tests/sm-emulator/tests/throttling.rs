@@ -52,6 +52,7 @@ async fn a_burst_gets_at_most_the_quota_per_sliding_second() {
     let stats = h.emulator.stats();
     assert!(stats.max_admitted_in_any_1s_window <= 20, "{stats:?}");
     assert!(stats.max_admitted_in_any_1s_window >= 1);
+    assert!(stats.max_arrived_in_any_1s_window > 20, "200 sent at once: {stats:?}");
     assert_eq!(stats.admitted, ok);
     assert_eq!(stats.throttled, throttled_count);
     assert_eq!(stats.count("get_secret", 200), ok);
