@@ -11,10 +11,16 @@
 //!
 //! - one that read a secret whose version differs from the one it synced;
 //! - one that read a secret the listing no longer holds (deleted, or moved
-//!   out of reach), so its read fails and the error surfaces in status;
-//! - one with no record: never synced, its last sync failed, or it reads a
-//!   secret whose metadata does not describe its value (see
-//!   [`fetched_version`]).
+//!   out of reach), so its read fails and the error surfaces in status.
+//!
+//! An object with no record is left alone: it has not synced since the
+//! controller started (the start syncs it), its last sync failed (its retry
+//! is scheduled), or it reads a secret whose metadata does not describe its
+//! value (see [`fetched_version`]) or that the last listing did not hold
+//! although the read found it (no permission to list its group, say): such
+//! an object is refreshed on its own slots, since scans cannot see its
+//! changes. So a scan never repeats work the controller has already queued,
+//! and the first scan need not wait for the first syncs.
 //!
 //! Every other object holds what Secrets Manager holds and costs nothing
 //! until the next full refresh (see `docs/scheduling.md`).
@@ -64,27 +70,37 @@ pub struct Changes<K> {
     synced: HashMap<K, HashMap<String, Version>>,
     /// By secret id: the objects that read it.
     readers: HashMap<String, HashSet<K>>,
+    /// The secret ids of the last listing; `None` before the first.
+    listed: Option<HashSet<String>>,
 }
 
 impl<K> Default for Changes<K> {
     fn default() -> Self {
-        Self { synced: HashMap::new(), readers: HashMap::new() }
+        Self { synced: HashMap::new(), readers: HashMap::new(), listed: None }
     }
 }
 
 impl<K: Clone + Eq + Hash> Changes<K> {
     /// Records that `object` synced `versions` (secret id → version),
-    /// replacing what it synced before.
-    pub fn record(&mut self, object: K, versions: HashMap<String, Version>) {
+    /// replacing what it synced before, and returns `true`; or, if it read
+    /// a secret the last listing did not hold, forgets it and returns
+    /// `false`: scans cannot see that secret change (and would refresh its
+    /// readers at every scan, as if it were deleted). A secret created
+    /// after the last listing is recorded by the next sync after the next.
+    pub fn record(&mut self, object: K, versions: HashMap<String, Version>) -> bool {
         self.forget(&object);
+        if self.listed.as_ref().is_some_and(|listed| versions.keys().any(|id| !listed.contains(id))) {
+            return false;
+        }
         for id in versions.keys() {
             self.readers.entry(id.clone()).or_default().insert(object.clone());
         }
         self.synced.insert(object, versions);
+        true
     }
 
-    /// Forgets `object` (deleted, or its sync failed): it is refreshed at
-    /// the next scan.
+    /// Forgets `object` (deleted, its sync failed, or it reads a secret
+    /// without a version): scans no longer refresh it.
     pub fn forget(&mut self, object: &K) {
         let Some(versions) = self.synced.remove(object) else { return };
         for id in versions.keys() {
@@ -97,22 +113,23 @@ impl<K: Clone + Eq + Hash> Changes<K> {
         }
     }
 
-    /// Forgets every object.
+    /// Forgets every object and the last listing.
     pub fn clear(&mut self) {
         self.synced.clear();
         self.readers.clear();
+        self.listed = None;
     }
 
-    /// The objects among `known` that must be refreshed, given `current`,
-    /// the version of every listed secret by id. Records of objects not in
-    /// `known` (deleted while nobody watched) are dropped.
+    /// The recorded objects among `known` that must be refreshed, given
+    /// `current`, the version of every listed secret by id. Records of
+    /// objects not in `known` (deleted while nobody watched) are dropped.
     pub fn to_refresh(&mut self, known: &HashSet<K>, current: &HashMap<String, Version>) -> Vec<K> {
         let gone: Vec<K> = self.synced.keys().filter(|object| !known.contains(*object)).cloned().collect();
         for object in &gone {
             self.forget(object);
         }
-        let mut refresh: HashSet<K> =
-            known.iter().filter(|object| !self.synced.contains_key(*object)).cloned().collect();
+        self.listed = Some(current.keys().cloned().collect());
+        let mut refresh = HashSet::new();
         for (id, readers) in &self.readers {
             for object in readers {
                 let synced = self.synced.get(object).and_then(|versions| versions.get(id));
@@ -195,11 +212,31 @@ mod tests {
     }
 
     #[test]
-    fn unsynced_and_forgotten_objects_refresh() {
+    fn unsynced_and_forgotten_objects_are_left_alone() {
         let mut changes = synced();
         changes.forget(&"c");
+        let current = listing(&[("s1", version(1, T1)), ("s2", version(3, T1)), ("s3", version(2, T2))]);
+        assert!(
+            changes.to_refresh(&known(&["a", "b", "c", "new"]), &current).is_empty(),
+            "their own sync or retry is queued already"
+        );
+    }
+
+    #[test]
+    fn a_secret_the_listing_misses_is_not_recorded() {
+        let mut changes = synced();
+        let current = listing(&[("s1", version(1, T1)), ("s2", version(3, T1))]);
+        assert_eq!(changes.to_refresh(&known(&["a", "b", "c"]), &current), ["c"], "s3 is not listed");
+        // The read of s3 succeeded nonetheless: c is left to its slots.
+        assert!(!changes.record("c", listing(&[("s3", version(1, T1))])));
+        assert!(changes.to_refresh(&known(&["a", "b", "c"]), &current).is_empty());
+        assert!(changes.record("a", listing(&[("s1", version(1, T1))])), "listed secrets are recorded");
+        // Once listed, it is recorded again.
         let current = listing(&[("s1", version(1, T1)), ("s2", version(3, T1)), ("s3", version(1, T1))]);
-        assert_eq!(sorted(changes.to_refresh(&known(&["a", "b", "c", "new"]), &current)), ["c", "new"]);
+        assert!(changes.to_refresh(&known(&["a", "b", "c"]), &current).is_empty());
+        assert!(changes.record("c", listing(&[("s3", version(1, T1))])));
+        let rotated = listing(&[("s1", version(1, T1)), ("s2", version(3, T1)), ("s3", version(2, T2))]);
+        assert_eq!(changes.to_refresh(&known(&["a", "b", "c"]), &rotated), ["c"]);
     }
 
     #[test]
@@ -239,6 +276,6 @@ mod tests {
         assert_eq!(changes.synced.len(), 1);
         assert!(!changes.readers.contains_key("s3"));
         changes.clear();
-        assert!(changes.synced.is_empty() && changes.readers.is_empty());
+        assert!(changes.synced.is_empty() && changes.readers.is_empty() && changes.listed.is_none());
     }
 }

@@ -114,8 +114,17 @@ pub struct Args {
     pub watched_namespaces: Vec<String>,
 
     /// How many ExternalSecrets are synced at once (per watched namespace).
-    #[arg(long, env = "COS_SECRETS_SYNC_CONCURRENCY", default_value_t = 4,
-          value_parser = clap::value_parser!(u16).range(1..=256), help_heading = SYNC)]
+    ///
+    /// The request budget, not this, bounds the rate of Secrets Manager
+    /// requests; a sync waiting for its permits is a small future. Syncs
+    /// beyond this number wait in kube-runtime's queue, first come first
+    /// served, where a new ExternalSecret cannot overtake a backlog of
+    /// refreshes; within it they wait in the budget's priority queue, where
+    /// it can. 256 holds a rotation burst of a hundred refreshes plus a
+    /// wave of new objects, while bounding the Kubernetes API calls in
+    /// flight.
+    #[arg(long, env = "COS_SECRETS_SYNC_CONCURRENCY", default_value_t = 256,
+          value_parser = clap::value_parser!(u16).range(1..=4096), help_heading = SYNC)]
     pub concurrency: u16,
 
     /// Run only while holding the leader Lease.
@@ -318,6 +327,7 @@ mod tests {
         let off = parse(&["--api-key", "k", "--change-detection", "false"]).into_parts().unwrap();
         assert_eq!(off.config.change_detection, None);
         assert_eq!(parts.config.namespaces, ["a", "b"]);
+        assert_eq!(parts.config.concurrency, 256);
         assert!(parts.config.leader.is_some());
         assert!(!format!("{parts:?}").contains("\"k\""), "the key is redacted");
         let budget = parts.client.budget.unwrap();

@@ -23,6 +23,7 @@ use prometheus_client::registry::Registry;
 
 use crate::crd::ExternalSecret;
 use crate::provider::{AttemptOutcome, CallObserver, Operation};
+use crate::scheduler::Cadence;
 
 /// The prefix of every metric name.
 pub const PREFIX: &str = "cos_secrets_sync";
@@ -46,6 +47,8 @@ pub const LEADER: &str = "leader";
 pub const SCHEDULED_COST: &str = "scheduled_cost";
 /// The poll interval in effect, in seconds (stretched to fit the budget).
 pub const EFFECTIVE_INTERVAL: &str = "effective_interval_seconds";
+/// With change detection, the time between two scans, in seconds.
+pub const CHANGE_SCAN_INTERVAL: &str = "change_scan_interval_seconds";
 /// Change-detection scans by result (`success` or an error kind).
 pub const CHANGE_SCANS: &str = "change_scans";
 /// ExternalSecrets a change-detection scan triggered a refresh of.
@@ -118,6 +121,7 @@ pub struct Metrics {
     leader: Gauge,
     scheduled_cost: Gauge,
     effective_interval: Gauge<f64, AtomicU64>,
+    change_scan_interval: Gauge<f64, AtomicU64>,
     change_scans: Family<ResultLabels, Counter>,
     change_refreshes: Counter,
     stores: ReadyCollector,
@@ -138,6 +142,7 @@ impl Metrics {
             leader: Gauge::default(),
             scheduled_cost: Gauge::default(),
             effective_interval: Gauge::default(),
+            change_scan_interval: Gauge::default(),
             change_scans: Family::default(),
             change_refreshes: Counter::default(),
             stores: ReadyCollector::default(),
@@ -159,6 +164,11 @@ impl Metrics {
             EFFECTIVE_INTERVAL,
             "The poll interval in effect, stretched to fit the request budget",
             metrics.effective_interval.clone(),
+        );
+        registry.register(
+            CHANGE_SCAN_INTERVAL,
+            "The time between two change-detection scans (0 without change detection)",
+            metrics.change_scan_interval.clone(),
         );
         registry.register(CHANGE_SCANS, "Change-detection scans by result", metrics.change_scans.clone());
         registry.register(
@@ -188,11 +198,12 @@ impl Metrics {
         self.leader.set(i64::from(leader));
     }
 
-    /// Records the schedule: the summed refresh cost and the effective poll
-    /// interval.
-    pub fn set_schedule(&self, total_cost: u64, interval: Duration) {
+    /// Records the schedule: the summed refresh cost, the effective poll
+    /// interval and the scan period.
+    pub fn set_schedule(&self, total_cost: u64, cadence: Cadence) {
         self.scheduled_cost.set(i64::try_from(total_cost).unwrap_or(i64::MAX));
-        self.effective_interval.set(interval.as_secs_f64());
+        self.effective_interval.set(cadence.poll.as_secs_f64());
+        self.change_scan_interval.set(cadence.scan.unwrap_or_default().as_secs_f64());
     }
 
     /// Counts one change-detection scan with `result` that triggered
@@ -289,7 +300,8 @@ mod tests {
         metrics.on_retry(Operation::GetSecret, Duration::from_secs(1));
         metrics.count_sync("ns", "success");
         drop(metrics.sync_timer("ns"));
-        metrics.set_schedule(300, Duration::from_millis(37_500));
+        let (poll, scan) = (Duration::from_millis(37_500), Some(Duration::from_millis(2500)));
+        metrics.set_schedule(300, Cadence { poll, refresh: poll, scan });
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
         for line in [
@@ -302,6 +314,7 @@ mod tests {
             "# TYPE cos_secrets_sync_external_secrets gauge",
             "cos_secrets_sync_scheduled_cost 300",
             "cos_secrets_sync_effective_interval_seconds 37.5",
+            "cos_secrets_sync_change_scan_interval_seconds 2.5",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

@@ -30,7 +30,8 @@
 //!   auth with one re-exchange on `401`, bounded retries with backoff and
 //!   `Retry-After`, error-body parsing.
 //! - [`budget`]: the request budget: a GCRA pacer every Secrets Manager
-//!   attempt waits on, lowered by `429`s and recovering gradually.
+//!   attempt waits on, lowered by `429`s and recovering gradually, serving
+//!   its waiters by priority class.
 //! - [`dedupe`]: [`Dedupe`], a decorator sharing value reads of one remote
 //!   secret between ExternalSecrets (single-flight plus a short cache).
 //! - [`observe`]: [`CallObserver`], the hook metrics use to count attempts,

@@ -14,10 +14,14 @@
 //! A successful sync is requeued to the object's next slot in the effective
 //! poll interval, or in the full-refresh interval when change detection is
 //! on: then it also records the version of every remote secret it read (see
-//! [`changes`](crate::changes)), and [`Context::scan_changes`] triggers the
+//! [`changes`]), and [`Context::scan_changes`] triggers the
 //! objects whose secrets changed in between. [`Context::track`] sees every
 //! watch event, keeps each object's refresh cost in the [`Schedule`] and
-//! reports the effective interval when it changes.
+//! reports the intervals when they change.
+//!
+//! Each sync reads in a [`Priority`] class (see `sync_priority`), so the
+//! request budget serves a new object before the refreshes a scan asked
+//! for, and those before the periodic ones.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -41,8 +45,9 @@ use crate::changes::{self, Changes, Version};
 use crate::crd::ExternalSecret;
 use crate::materialize::{self, DesiredSecret, Plan, RemoteRef};
 use crate::metrics::Metrics;
+use crate::provider::budget::{Priority, with_priority};
 use crate::provider::{ListSecretsParams, Secret, SecretsManager};
-use crate::scheduler::{self, Schedule, slots};
+use crate::scheduler::{self, Cadence, Schedule, slots};
 use crate::status::{self, Outcome};
 use crate::{Error, Result};
 
@@ -75,6 +80,10 @@ pub struct Context<P> {
     schedule: Mutex<Schedule>,
     /// With change detection: the versions each object last synced.
     changes: Mutex<Changes<ObjectRef<ExternalSecret>>>,
+    /// The objects a scan triggered whose sync has not ended yet: their
+    /// sync reads as [`Priority::Changed`], and later scans do not trigger
+    /// them again.
+    scan_triggered: Mutex<HashSet<ObjectRef<ExternalSecret>>>,
 }
 
 impl<P> std::fmt::Debug for Context<P> {
@@ -100,6 +109,11 @@ impl<P: SecretsManager> Context<P> {
         retry_min_delay: Duration,
         full_refresh_interval: Option<Duration>,
     ) -> Self {
+        let mut schedule = Schedule::new(poll_interval, provider.request_budget());
+        if let Some(full_refresh) = full_refresh_interval {
+            schedule = schedule.with_change_detection(full_refresh);
+        }
+        metrics.set_schedule(0, schedule.cadence());
         Self {
             client,
             recorder,
@@ -108,23 +122,29 @@ impl<P: SecretsManager> Context<P> {
             retry_min_delay,
             full_refresh_interval,
             failures: Mutex::default(),
-            schedule: Mutex::new(Schedule::new(poll_interval, provider.request_budget())),
+            schedule: Mutex::new(schedule),
             changes: Mutex::default(),
+            scan_triggered: Mutex::default(),
             provider,
         }
     }
 
     /// One change-detection scan: lists the metadata of every secret and
     /// returns the objects among `known` whose secrets changed since their
-    /// last sync, or that have no successful sync on record.
+    /// last sync (see [`Changes::to_refresh`]).
     ///
     /// The listing is not narrowed by group: a `keyByName` group is a name
-    /// or an id, and the listing filter takes ids only.
+    /// or an id, and the listing filter takes ids only. Its list calls
+    /// count in the scan period (see [`scheduler::scan_period`]) and wait
+    /// for their permits as [`Priority::Changed`].
     pub async fn scan_changes(
         &self,
         known: &HashSet<ObjectRef<ExternalSecret>>,
     ) -> crate::provider::Result<Vec<ObjectRef<ExternalSecret>>> {
-        let listing = self.provider.list_all_secrets(&ListSecretsParams::default()).await?;
+        let listing =
+            with_priority(Priority::Changed, self.provider.list_all_secrets(&ListSecretsParams::default()))
+                .await?;
+        self.update_schedule(|schedule| schedule.set_scan_calls(scheduler::scan_calls(listing.len())));
         let current: HashMap<String, Version> =
             listing.iter().map(|metadata| (metadata.id.clone(), Version::of(metadata))).collect();
         Ok(self.changes().to_refresh(known, &current))
@@ -136,6 +156,27 @@ impl<P> Context<P> {
     /// refreshing every known object fits the request budget.
     pub fn interval(&self) -> Duration {
         self.schedule().interval()
+    }
+
+    /// How long to wait between two change-detection scans (see
+    /// [`scheduler::scan_period`]); the poll interval without change
+    /// detection.
+    pub fn scan_period(&self) -> Duration {
+        let cadence = self.schedule().cadence();
+        cadence.scan.unwrap_or(cadence.poll)
+    }
+
+    /// Marks `objects` as triggered by a scan and returns those not marked
+    /// already (a sync is queued for the others). Marks of objects no longer
+    /// in `known` are dropped.
+    pub fn mark_scan_triggered(
+        &self,
+        objects: Vec<ObjectRef<ExternalSecret>>,
+        known: &HashSet<ObjectRef<ExternalSecret>>,
+    ) -> Vec<ObjectRef<ExternalSecret>> {
+        let mut triggered = self.scan_triggered();
+        triggered.retain(|object| known.contains(object));
+        objects.into_iter().filter(|object| triggered.insert(object.clone())).collect()
     }
 
     /// Keeps the schedule current with one event of watch scope `scope`
@@ -154,8 +195,10 @@ impl<P> Context<P> {
                 if let Some(uid) = es.uid() {
                     schedule.remove(&uid);
                 }
-                self.failures().remove(&ObjectRef::from_obj(es));
-                self.changes().forget(&ObjectRef::from_obj(es));
+                let object = ObjectRef::from_obj(es);
+                self.failures().remove(&object);
+                self.changes().forget(&object);
+                self.scan_triggered().remove(&object);
             }
             watcher::Event::InitDone => {
                 let live: HashSet<String> = store.state().iter().filter_map(|es| es.uid()).collect();
@@ -167,15 +210,27 @@ impl<P> Context<P> {
             // A relist reports once, at its end.
             return;
         }
-        if let Some(interval) = schedule.take_change() {
+        drop(schedule);
+        self.update_schedule(|_| {});
+    }
+
+    /// Changes the schedule with `change`, then logs and exports the
+    /// intervals if they changed.
+    fn update_schedule(&self, change: impl FnOnce(&mut Schedule)) {
+        let mut schedule = self.schedule();
+        change(&mut schedule);
+        if let Some(cadence) = schedule.take_change() {
+            let Cadence { poll, refresh, scan } = cadence;
             tracing::info!(
-                interval_secs = interval.as_secs_f64(),
+                interval_secs = poll.as_secs_f64(),
+                refresh_secs = refresh.as_secs_f64(),
+                scan_secs = scan.map(|scan| scan.as_secs_f64()),
                 total_cost = schedule.total_cost(),
                 configured_secs = self.poll_interval.as_secs_f64(),
                 "the effective poll interval changed"
             );
         }
-        self.metrics.set_schedule(schedule.total_cost(), schedule.interval());
+        self.metrics.set_schedule(schedule.total_cost(), schedule.cadence());
     }
 
     /// Forgets every object, e.g. when leadership is lost.
@@ -183,30 +238,35 @@ impl<P> Context<P> {
         let mut schedule = self.schedule();
         schedule.clear();
         schedule.take_change();
-        self.metrics.set_schedule(0, schedule.interval());
+        self.metrics.set_schedule(0, schedule.cadence());
         self.changes().clear();
+        self.scan_triggered().clear();
     }
 
-    /// How often every object is refreshed in full: the effective poll
-    /// interval, or with change detection the full-refresh interval if that
-    /// is longer.
-    pub fn refresh_interval(&self) -> Duration {
-        let interval = self.interval();
-        self.full_refresh_interval.map_or(interval, |full| full.max(interval))
-    }
-
-    /// How long from now until the next full-refresh slot of `es`, whose
-    /// sync started at `started` (since the Unix epoch).
-    fn until_next_refresh(&self, es: &ExternalSecret, started: Duration) -> Duration {
-        let next = match (es.uid(), self.full_refresh_interval) {
-            (None, _) => started + self.refresh_interval(),
-            (Some(uid), None) => self.schedule().next_refresh(&uid, started),
-            (Some(uid), Some(_)) => {
-                let interval = self.refresh_interval();
-                started + slots::until_next_slot(slots::phase(&uid), interval, started)
+    /// How long from now until the next refresh of `es`, whose sync started
+    /// at `started` (since the Unix epoch): its next slot in the full
+    /// refresh interval, or, when scans cannot see its secrets change
+    /// (`unversioned`, see [`Changes::record`]), in the effective poll
+    /// interval.
+    fn until_next_refresh(&self, es: &ExternalSecret, started: Duration, unversioned: bool) -> Duration {
+        let schedule = self.schedule();
+        let next = match es.uid() {
+            None => started + schedule.cadence().refresh,
+            Some(uid) if unversioned => {
+                started + slots::until_next_slot(slots::phase(&uid), schedule.interval(), started)
             }
+            Some(uid) => schedule.next_refresh(&uid, started),
         };
         next.saturating_sub(unix_now())
+    }
+
+    /// Whether the last sync of `object` failed.
+    fn has_failed(&self, object: &ObjectRef<ExternalSecret>) -> bool {
+        self.failures().contains_key(object)
+    }
+
+    fn scan_triggered(&self) -> std::sync::MutexGuard<'_, HashSet<ObjectRef<ExternalSecret>>> {
+        self.scan_triggered.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn changes(&self) -> std::sync::MutexGuard<'_, Changes<ObjectRef<ExternalSecret>>> {
@@ -239,21 +299,32 @@ pub async fn reconcile<P: SecretsManager + 'static>(
     }
     let started = unix_now();
     let namespace = es.namespace().unwrap_or_default();
+    let trigger = ScanTrigger::take(&ctx, ObjectRef::from_obj(&*es));
     let timer = ctx.metrics.sync_timer(&namespace);
-    let result = sync(&es, &ctx).await;
+    let result = sync(&es, &ctx, trigger.object.is_some()).await;
     drop(timer);
+    drop(trigger);
     let api: Api<ExternalSecret> = Api::namespaced(ctx.client.clone(), &namespace);
     let status = status::next_status(&es, result.as_ref().map(drop), Timestamp::now());
     status::publish_event(&ctx.recorder, &es, result.as_ref().map(|(outcome, _)| *outcome)).await;
     match result {
         Ok((outcome, versions)) => {
             ctx.failures().remove(&ObjectRef::from_obj(&*es));
-            match versions {
+            // With change detection, an object whose changes a scan cannot
+            // see is refreshed on its slots in the effective poll interval.
+            let unversioned = match versions {
                 Some(versions) if ctx.full_refresh_interval.is_some() => {
-                    ctx.changes().record(ObjectRef::from_obj(&*es), versions);
+                    !ctx.changes().record(ObjectRef::from_obj(&*es), versions)
                 }
-                _ => ctx.changes().forget(&ObjectRef::from_obj(&*es)),
-            }
+                None if ctx.full_refresh_interval.is_some() => {
+                    ctx.changes().forget(&ObjectRef::from_obj(&*es));
+                    true
+                }
+                _ => {
+                    ctx.changes().forget(&ObjectRef::from_obj(&*es));
+                    false
+                }
+            };
             ctx.metrics.count_sync(&namespace, "success");
             if outcome == Outcome::Unchanged {
                 tracing::debug!("in sync");
@@ -261,7 +332,7 @@ pub async fn reconcile<P: SecretsManager + 'static>(
                 tracing::info!(?outcome, "synced the Secret");
             }
             status::patch_status(&api, &es, &status).await?;
-            Ok(Action::requeue(ctx.until_next_refresh(&es, started)))
+            Ok(Action::requeue(ctx.until_next_refresh(&es, started, unversioned)))
         }
         Err(error) => {
             ctx.changes().forget(&ObjectRef::from_obj(&*es));
@@ -294,40 +365,100 @@ pub fn error_policy<P>(es: Arc<ExternalSecret>, error: &Error, ctx: Arc<Context<
     }
 }
 
+/// The mark of a scan-triggered sync, taken when the sync starts and
+/// removed when it ends, however it ends. A sync that started before a scan
+/// marked its object leaves the mark to the sync the scan queued.
+struct ScanTrigger<'a, P> {
+    ctx: &'a Context<P>,
+    /// The object, if a scan triggered this sync.
+    object: Option<ObjectRef<ExternalSecret>>,
+}
+
+impl<'a, P> ScanTrigger<'a, P> {
+    fn take(ctx: &'a Context<P>, object: ObjectRef<ExternalSecret>) -> Self {
+        let object = ctx.scan_triggered().contains(&object).then_some(object);
+        Self { ctx, object }
+    }
+}
+
+impl<P> Drop for ScanTrigger<'_, P> {
+    fn drop(&mut self) {
+        if let Some(object) = self.object.take() {
+            self.ctx.scan_triggered().remove(&object);
+        }
+    }
+}
+
+/// The class in which a sync of `es` waits for its Secrets Manager permits:
+///
+/// - [`Priority::Urgent`] for a new or edited object (its generation is not
+///   the one its status observed), or a synced one whose Secret is missing:
+///   someone is waiting for it;
+/// - [`Priority::Changed`] when something asked for this sync: its last
+///   sync failed (`failed`, or its status is not `Ready=True`, which also
+///   covers a start), so a broken object retries below new ones even while
+///   it has no Secret, or a scan saw its secrets change (`scan_triggered`);
+/// - [`Priority::Periodic`] otherwise: its slot, or the sync of every object
+///   after a start.
+fn sync_priority(es: &ExternalSecret, secret_missing: bool, scan_triggered: bool, failed: bool) -> Priority {
+    let observed = es.status.as_ref().and_then(|status| status.observed_generation);
+    let ready = es.ready_condition().is_some_and(|condition| condition.status == "True");
+    let failed = failed || !ready;
+    if es.metadata.generation != observed || (secret_missing && !failed) {
+        Priority::Urgent
+    } else if failed || scan_triggered {
+        Priority::Changed
+    } else {
+        Priority::Periodic
+    }
+}
+
 /// The sync itself, without reporting: its outcome, and the version of
 /// every remote secret it read, by secret id (`None` if one of them has no
-/// version; see [`changes::fetched_version`]).
+/// version; see [`changes::fetched_version`]). `scan_triggered` says a
+/// change-detection scan asked for it.
 async fn sync<P: SecretsManager>(
     es: &ExternalSecret,
     ctx: &Context<P>,
+    scan_triggered: bool,
 ) -> Result<(Outcome, Option<HashMap<String, Version>>)> {
     let plan = materialize::plan(&es.spec)?;
-    let fetched = fetch(ctx.provider.as_ref(), &plan).await?;
+    // Read before the values, for the priority. If the Secret changes while
+    // the reads wait, its watch queues another sync, which repairs it.
+    let secrets: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), &es.namespace().unwrap_or_default());
+    let existing = secrets
+        .get_opt(&es.name_any())
+        .await
+        .map_err(|source| Error::Kube { action: "read the Secret", source })?;
+    let failed = ctx.has_failed(&ObjectRef::from_obj(es));
+    let priority = sync_priority(es, existing.is_none(), scan_triggered, failed);
+    tracing::debug!(?priority, "reading");
+    let fetched = with_priority(priority, fetch(ctx.provider.as_ref(), &plan)).await?;
     let desired = materialize::materialize(&es.spec, &plan, &fetched)?;
     let versions = fetched
         .iter()
         .map(|secret| Some((secret.metadata.id.clone(), changes::fetched_version(secret)?)))
         .collect();
-    Ok((write(es, ctx, &desired).await?, versions))
+    Ok((write(es, &secrets, existing.as_ref(), &desired).await?, versions))
 }
 
-/// Writes `desired` as the Secret of `es`, unless it already holds it.
-async fn write<P>(es: &ExternalSecret, ctx: &Context<P>, desired: &DesiredSecret) -> Result<Outcome> {
+/// Writes `desired` as the Secret of `es` through `secrets`, unless
+/// `existing`, the Secret as read before, already holds it.
+async fn write(
+    es: &ExternalSecret,
+    secrets: &Api<KubeSecret>,
+    existing: Option<&KubeSecret>,
+    desired: &DesiredSecret,
+) -> Result<Outcome> {
     let namespace = es.namespace().unwrap_or_default();
-    let secrets: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), &namespace);
     let name = es.name_any();
-    let existing =
-        secrets.get_opt(&name).await.map_err(|source| Error::Kube { action: "read the Secret", source })?;
     let owner = owner_reference(es);
-    let outcome = match &existing {
+    let outcome = match existing {
         None => Outcome::Created,
         Some(existing) if up_to_date(existing, desired, &owner) => return Ok(Outcome::Unchanged),
         Some(_) => Outcome::Updated,
     };
-    if existing
-        .as_ref()
-        .is_some_and(|existing| existing.type_.as_deref().unwrap_or("Opaque") != desired.type_)
-    {
+    if existing.is_some_and(|existing| existing.type_.as_deref().unwrap_or("Opaque") != desired.type_) {
         // A Secret's type is immutable: replace the Secret.
         secrets
             .delete(&name, &DeleteParams::default())
@@ -532,6 +663,34 @@ mod tests {
         let fetched = fetch(&provider, &materialize::plan(&spec).unwrap()).await.unwrap();
         assert_eq!(fetched.len(), 2);
         assert_eq!(provider.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn the_sync_class_follows_what_asked_for_it() {
+        let mut es = ExternalSecret::new("x", spec(json!([{"key": "id", "name": "u"}])));
+        es.metadata.generation = Some(2);
+        assert_eq!(sync_priority(&es, true, false, false), Priority::Urgent, "never synced");
+        let fresh = status::next_status(&es, Ok(()), Timestamp::UNIX_EPOCH);
+        let synced = |generation, ready: bool| {
+            let mut status = fresh.clone();
+            status.observed_generation = Some(generation);
+            if !ready {
+                status.conditions[0].status = "False".into();
+            }
+            status
+        };
+        es.status = Some(synced(1, true));
+        assert_eq!(sync_priority(&es, false, false, false), Priority::Urgent, "edited");
+        es.status = Some(synced(1, false));
+        assert_eq!(sync_priority(&es, true, false, true), Priority::Urgent, "a failing object, edited");
+        es.status = Some(synced(2, true));
+        assert_eq!(sync_priority(&es, true, false, false), Priority::Urgent, "the Secret is missing");
+        assert_eq!(sync_priority(&es, false, true, false), Priority::Changed, "a scan asked");
+        assert_eq!(sync_priority(&es, false, false, true), Priority::Changed, "a retry");
+        assert_eq!(sync_priority(&es, true, false, true), Priority::Changed, "a retry without a Secret");
+        assert_eq!(sync_priority(&es, false, false, false), Priority::Periodic, "a slot, or a start");
+        es.status = Some(synced(2, false));
+        assert_eq!(sync_priority(&es, true, false, false), Priority::Changed, "a retry after a start");
     }
 
     #[test]

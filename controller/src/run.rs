@@ -225,18 +225,23 @@ async fn run_controllers<P: SecretsManager + 'static>(
     }
 }
 
-/// Scans for changed remote secrets once per effective poll interval,
-/// forever, and triggers a sync of every object a scan names. A failed scan
-/// triggers every object, as a poll without change detection would.
+/// Scans for changed remote secrets every scan period (see
+/// [`scheduler::scan_period`](crate::scheduler::scan_period)), forever, and
+/// triggers a sync of every object a scan names that is not queued
+/// already. The first scan runs one period after the start: it compares only
+/// the objects synced since, and the start syncs the others anyway.
+///
+/// A failed scan triggers every object, as a poll without change detection
+/// would, and the next scan waits at least the effective poll interval, so
+/// a lasting failure costs what polling costs.
 async fn scan_changes<P: SecretsManager + 'static>(
     ctx: &Context<P>,
     stores: &[Store<ExternalSecret>],
     triggers: &[mpsc::UnboundedSender<ObjectRef<ExternalSecret>>],
 ) {
+    let mut wait = ctx.scan_period();
     loop {
-        // Every object is synced when the Controllers start: the first scan
-        // waits one interval.
-        tokio::time::sleep(ctx.interval()).await;
+        tokio::time::sleep(wait).await;
         let known: HashSet<ObjectRef<ExternalSecret>> =
             stores.iter().flat_map(Store::state).map(|es| ObjectRef::from_obj(&*es)).collect();
         let refresh = match ctx.scan_changes(&known).await {
@@ -245,15 +250,17 @@ async fn scan_changes<P: SecretsManager + 'static>(
                 if !refresh.is_empty() {
                     tracing::debug!(objects = refresh.len(), "remote secrets changed; refreshing");
                 }
+                wait = ctx.scan_period();
                 refresh
             }
             Err(error) => {
                 ctx.metrics.count_change_scan(error.metric_label(), known.len());
                 tracing::warn!(%error, "cannot list secret metadata; refreshing every ExternalSecret");
-                known.into_iter().collect()
+                wait = ctx.scan_period().max(ctx.interval());
+                known.iter().cloned().collect()
             }
         };
-        for object in refresh {
+        for object in ctx.mark_scan_triggered(refresh, &known) {
             for trigger in triggers {
                 // A closed channel means its Controller stopped.
                 let _ = trigger.unbounded_send(object.clone());

@@ -12,6 +12,10 @@
 //! - once arrivals and removals have settled, every object is refreshed
 //!   exactly once per effective interval, on its slot, and every refresh
 //!   gets all its permits before the object's next refresh is due.
+//!
+//! With change detection, a scan of random size also takes its permits
+//! every scan period, and the same holds for the full refreshes: the scan
+//! fits its share of the budget and leaves the rest to them.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -54,6 +58,7 @@ enum Happening {
     Leave(usize),
     Arrive(usize),
     Refresh(usize),
+    Scan,
 }
 
 /// One refresh: when it started and when its last permit was granted.
@@ -74,17 +79,31 @@ impl Refresh {
 struct Outcome {
     permits: Vec<Duration>,
     refreshes: Vec<Refresh>,
-    /// The effective interval after the last arrival or removal.
+    /// The full refresh interval after the last arrival or removal.
     interval: Duration,
     /// When the steady state is checked from.
     settled: Duration,
     alive: Vec<bool>,
 }
 
-fn simulate(objects: &[Object], budget: &BudgetConfig, configured: Duration) -> Outcome {
+/// With change detection: the full refresh interval, and the list calls of
+/// every scan.
+type ChangeDetection = Option<(Duration, u64)>;
+
+fn simulate(
+    objects: &[Object],
+    budget: &BudgetConfig,
+    configured: Duration,
+    change: ChangeDetection,
+) -> Outcome {
     let mut schedule = Schedule::new(configured, Some(budget.rate()));
     let mut pacer = Pacer::new(budget);
     let mut queue = BinaryHeap::new();
+    if let Some((full_refresh, scan_calls)) = change {
+        schedule = schedule.with_change_detection(full_refresh);
+        schedule.set_scan_calls(scan_calls);
+        queue.push(Reverse((schedule.cadence().scan.unwrap(), Happening::Scan)));
+    }
     for (index, object) in objects.iter().enumerate() {
         queue.push(Reverse((object.arrives, Happening::Arrive(index))));
         if let Some(leaves) = object.leaves {
@@ -100,7 +119,7 @@ fn simulate(objects: &[Object], budget: &BudgetConfig, configured: Duration) -> 
         if now > last_change && end.is_none() {
             // The interval is final now; run long enough for backlogs from
             // the arrivals to drain, then check a few more intervals.
-            end = Some(now + schedule.interval() * 40);
+            end = Some(now + schedule.cadence().refresh * 40);
         }
         if end.is_some_and(|end| now > end) {
             break;
@@ -118,7 +137,7 @@ fn simulate(objects: &[Object], budget: &BudgetConfig, configured: Duration) -> 
             Happening::Refresh(index) if alive[index] => {
                 let mut done = now;
                 for _ in 0..objects[index].cost {
-                    let (slot, _) = pacer.reserve(now);
+                    let slot = pacer.reserve(now);
                     permits.push(slot);
                     done = slot;
                 }
@@ -127,9 +146,19 @@ fn simulate(objects: &[Object], budget: &BudgetConfig, configured: Duration) -> 
                 queue.push(Reverse((next, Happening::Refresh(index))));
             }
             Happening::Refresh(_) => {}
+            Happening::Scan => {
+                // The next scan waits one period after this one's last
+                // permit.
+                let mut done = now;
+                for _ in 0..change.map_or(0, |(_, calls)| calls) {
+                    done = pacer.reserve(now);
+                    permits.push(done);
+                }
+                queue.push(Reverse((done + schedule.cadence().scan.unwrap(), Happening::Scan)));
+            }
         }
     }
-    let interval = schedule.interval();
+    let interval = schedule.cadence().refresh;
     Outcome { permits, refreshes, interval, settled: last_change + interval * 30, alive }
 }
 
@@ -144,43 +173,74 @@ proptest! {
         configured_ms in 500u64..=10_000,
     ) {
         let budget = BudgetConfig::new(f64::from(quota), share);
-        let outcome = simulate(&objects, &budget, Duration::from_millis(configured_ms));
+        let outcome = simulate(&objects, &budget, Duration::from_millis(configured_ms), None);
+        check(&objects, quota, &outcome)?;
+    }
 
-        let mut permits = outcome.permits.clone();
-        permits.sort();
-        let mut first = 0;
-        for (last, at) in permits.iter().enumerate() {
-            while permits[first] + SECOND <= *at {
-                first += 1;
-            }
-            let in_window = last - first + 1;
-            prop_assert!(in_window <= quota as usize, "{in_window} permits in the second before {at:?}");
+    #[test]
+    fn with_change_detection_scans_and_full_refreshes_fit_together(
+        objects in objects(),
+        quota in 2u32..=20,
+        share in 0.5f64..=1.0,
+        configured_ms in 500u64..=10_000,
+        full_refresh_factor in 1u32..=8,
+        scan_calls in 1u64..=20,
+    ) {
+        let budget = BudgetConfig::new(f64::from(quota), share);
+        let configured = Duration::from_millis(configured_ms);
+        let change = Some((configured * full_refresh_factor, scan_calls));
+        let outcome = simulate(&objects, &budget, configured, change);
+        check(&objects, quota, &outcome)?;
+    }
+}
+
+/// The properties of the module documentation.
+fn check(objects: &[Object], quota: u32, outcome: &Outcome) -> Result<(), TestCaseError> {
+    let mut permits = outcome.permits.clone();
+    permits.sort();
+    let mut first = 0;
+    for (last, at) in permits.iter().enumerate() {
+        while permits[first] + SECOND <= *at {
+            first += 1;
         }
+        let in_window = last - first + 1;
+        prop_assert!(in_window <= quota as usize, "{in_window} permits in the second before {at:?}");
+    }
 
-        for (index, object) in objects.iter().enumerate() {
-            let first_sync = outcome.refreshes.iter().find(|refresh| refresh.object == index);
-            if object.leaves.is_none_or(|leaves| leaves > object.arrives) {
-                prop_assert_eq!(first_sync.map(|refresh| refresh.started), Some(object.arrives), "synced on arrival");
-            }
-            if !outcome.alive[index] {
-                continue;
-            }
-            let steady: Vec<Refresh> = outcome
-                .refreshes
-                .iter()
-                .filter(|refresh| refresh.object == index && refresh.started >= outcome.settled)
-                .copied()
-                .collect();
-            prop_assert!(steady.len() >= 5, "object {index} refreshed {} times after settling", steady.len());
-            for pair in steady.windows(2) {
-                prop_assert_eq!(pair[1].started.saturating_sub(pair[0].started), outcome.interval, "once per interval, on the slot");
-            }
-            for refresh in &steady {
-                prop_assert!(
-                    refresh.took() < outcome.interval,
-                    "object {index}: permits took {:?} of a {:?} interval", refresh.took(), outcome.interval
-                );
-            }
+    for (index, object) in objects.iter().enumerate() {
+        let first_sync = outcome.refreshes.iter().find(|refresh| refresh.object == index);
+        if object.leaves.is_none_or(|leaves| leaves > object.arrives) {
+            prop_assert_eq!(
+                first_sync.map(|refresh| refresh.started),
+                Some(object.arrives),
+                "synced on arrival"
+            );
+        }
+        if !outcome.alive[index] {
+            continue;
+        }
+        let steady: Vec<Refresh> = outcome
+            .refreshes
+            .iter()
+            .filter(|refresh| refresh.object == index && refresh.started >= outcome.settled)
+            .copied()
+            .collect();
+        prop_assert!(steady.len() >= 5, "object {index} refreshed {} times after settling", steady.len());
+        for pair in steady.windows(2) {
+            prop_assert_eq!(
+                pair[1].started.saturating_sub(pair[0].started),
+                outcome.interval,
+                "once per interval, on the slot"
+            );
+        }
+        for refresh in &steady {
+            prop_assert!(
+                refresh.took() < outcome.interval,
+                "object {index}: permits took {:?} of a {:?} interval",
+                refresh.took(),
+                outcome.interval
+            );
         }
     }
+    Ok(())
 }

@@ -16,6 +16,15 @@
 //! after a `401` included, and reports every `429` back. IAM token
 //! exchanges go to another service and take no permit.
 //!
+//! Waiters are served by [`Priority`], not in the order they asked: a new
+//! or edited ExternalSecret ([`Priority::Urgent`]) goes before refreshes a
+//! change-detection scan or a failure asked for ([`Priority::Changed`]),
+//! which go before the periodic full refreshes ([`Priority::Periodic`]);
+//! first come, first served within a class. The reconcile sets the class
+//! for its reads with [`with_priority`] (a `tokio` task-local), so the
+//! client below needs no extra parameter. The pacing does not depend on
+//! the order: a permit is reserved only when it is granted.
+//!
 //! A `429` means someone else is using the instance too: the rate halves
 //! (at most once per second, so a volley of `429`s from requests already in
 //! flight counts once; never below an eighth of the configured rate), every
@@ -31,9 +40,13 @@
 //! [`Pacer`]: pure, over plain [`Duration`] timestamps, so the scheduler's
 //! property tests simulate the very limiter the client uses.
 
-use std::sync::{Mutex, PoisonError};
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// The request budget's configuration.
@@ -96,8 +109,6 @@ pub struct Pacer {
     next: Duration,
     /// When the rate was last lowered.
     lowered_at: Option<Duration>,
-    /// Bumped by every `429`; reservations made earlier are void.
-    epoch: u64,
 }
 
 impl Pacer {
@@ -117,7 +128,6 @@ impl Pacer {
             rate_at: Duration::ZERO,
             next: Duration::ZERO,
             lowered_at: None,
-            epoch: 0,
         }
     }
 
@@ -136,23 +146,24 @@ impl Pacer {
         self.rate
     }
 
-    /// Reserves the next permit for a request at `now`: the time it may be
-    /// sent (not before `now`) and the epoch the reservation belongs to.
-    pub fn reserve(&mut self, now: Duration) -> (Duration, u64) {
-        let rate = self.rate(now);
-        let slot = self.next.max(now);
-        self.next = slot + emission_interval(rate);
-        (slot, self.epoch)
+    /// The earliest time, not before `now`, at which the next permit may be
+    /// granted. Reserves nothing.
+    pub fn next_permit(&self, now: Duration) -> Duration {
+        self.next.max(now)
     }
 
-    /// Whether a reservation of `epoch` still holds (no `429` since).
-    pub fn is_current(&self, epoch: u64) -> bool {
-        self.epoch == epoch
+    /// Reserves the next permit for a request at `now`: the time it may be
+    /// sent, [`Pacer::next_permit`]. [`Budget`] reserves only when that time
+    /// has come, so a `429` in between cannot find a reservation to void.
+    pub fn reserve(&mut self, now: Duration) -> Duration {
+        let rate = self.rate(now);
+        let slot = self.next_permit(now);
+        self.next = slot + emission_interval(rate);
+        slot
     }
 
     /// A `429` answered at `now`, asking to wait `retry_after` (if given):
-    /// lowers the rate, pauses every permit until the wait is over and voids
-    /// the reservations made so far.
+    /// lowers the rate and pauses every permit until the wait is over.
     pub fn throttled(&mut self, now: Duration, retry_after: Option<Duration>) {
         let rate = self.rate(now);
         if self.lowered_at.is_none_or(|at| now >= at + Duration::from_secs(1)) {
@@ -160,17 +171,80 @@ impl Pacer {
             self.lowered_at = Some(now);
         }
         let resume = now + retry_after.unwrap_or_else(|| emission_interval(self.rate));
-        self.next = resume;
-        self.epoch += 1;
+        self.next = self.next.max(resume);
+    }
+}
+
+/// Which requests go first when several wait for a permit: the highest
+/// class, and within a class the one that asked first.
+///
+/// The class travels from the reconcile to the HTTP layer in a task-local
+/// ([`with_priority`]); a request made outside of one is [`Priority::Changed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    /// A refresh nothing asked for: an object's slot in the full-refresh
+    /// interval, or the sync of every object after a start when its status
+    /// shows it already synced its generation.
+    Periodic,
+    /// A refresh something asked for: a change-detection scan (its list
+    /// calls and the refreshes it triggers), or a retry after a failure.
+    Changed,
+    /// A new or edited ExternalSecret, or one whose Secret is missing:
+    /// someone is waiting for it.
+    Urgent,
+}
+
+tokio::task_local! {
+    static PRIORITY: Priority;
+}
+
+/// Runs `future` with its Secrets Manager requests in class `priority`.
+pub async fn with_priority<F: Future>(priority: Priority, future: F) -> F::Output {
+    PRIORITY.scope(priority, future).await
+}
+
+/// The class of requests made by the current task: set by
+/// [`with_priority`], [`Priority::Changed`] outside of it.
+pub fn current_priority() -> Priority {
+    PRIORITY.try_with(|priority| *priority).unwrap_or(Priority::Changed)
+}
+
+/// Where a waiter stands in the queue: its class first (highest first),
+/// then its arrival.
+type Ticket = (Reverse<Priority>, u64);
+
+/// The pacer and the waiters for its permits.
+#[derive(Debug)]
+struct State {
+    pacer: Pacer,
+    /// Every waiter, best first, with what wakes it.
+    waiters: BTreeMap<Ticket, Arc<Notify>>,
+    /// The arrival number of the next waiter.
+    arrivals: u64,
+}
+
+impl State {
+    /// Wakes the first waiter, which alone watches the pacer.
+    fn wake_first(&self) {
+        if let Some(first) = self.waiters.values().next() {
+            first.notify_one();
+        }
     }
 }
 
 /// The shared budget of one Secrets Manager instance: [`Pacer`] on tokio's
-/// clock.
+/// clock, with a priority queue of waiters.
+///
+/// Only the first waiter (highest [`Priority`], then first come) watches
+/// the pacer; it takes the permit when its time comes and wakes the next.
+/// A waiter of a higher class that arrives meanwhile goes to the front and
+/// gets the next permit. Permits are reserved only when granted, so the
+/// pacing (burst 1, `429` halving, `Retry-After` pause, recovery) is the
+/// pacer's alone, whatever the order.
 #[derive(Debug)]
 pub struct Budget {
     origin: Instant,
-    pacer: Mutex<Pacer>,
+    state: Mutex<State>,
 }
 
 impl Budget {
@@ -180,30 +254,59 @@ impl Budget {
     /// If the rate is not positive and finite (`IbmSecretsManager` refuses
     /// such a configuration before).
     pub fn new(config: &BudgetConfig) -> Self {
-        Self { origin: Instant::now(), pacer: Mutex::new(Pacer::new(config)) }
+        let state = State { pacer: Pacer::new(config), waiters: BTreeMap::new(), arrivals: 0 };
+        Self { origin: Instant::now(), state: Mutex::new(state) }
     }
 
     /// The configured rate, per second.
     pub fn target_rate(&self) -> f64 {
-        self.pacer().target_rate()
+        self.state().pacer.target_rate()
     }
 
     /// The current rate, per second (lower than the target after a `429`).
     pub fn rate(&self) -> f64 {
         let now = self.now();
-        self.pacer().rate(now)
+        self.state().pacer.rate(now)
     }
 
-    /// Waits for a permit to send one request.
-    pub async fn acquire(&self) {
+    /// Waits for a permit to send one request of class `priority`. A
+    /// cancelled wait leaves the queue.
+    pub async fn acquire(&self, priority: Priority) {
+        let wake = Arc::new(Notify::new());
+        let ticket = {
+            let mut state = self.state();
+            let ticket = (Reverse(priority), state.arrivals);
+            state.arrivals += 1;
+            // If this waiter goes first, the loop below sees so at once; the
+            // one it overtook sees it when its sleep ends.
+            state.waiters.insert(ticket, Arc::clone(&wake));
+            ticket
+        };
+        let mut queued = Queued { budget: self, ticket: Some(ticket) };
         loop {
-            let (slot, epoch) = {
+            let due = {
+                let mut state = self.state();
                 let now = self.now();
-                self.pacer().reserve(now)
+                let first = state.waiters.keys().next() == Some(&ticket);
+                let due = first.then(|| state.pacer.next_permit(now));
+                if due.is_some_and(|due| due <= now) {
+                    state.pacer.reserve(now);
+                    state.waiters.remove(&ticket);
+                    queued.ticket = None;
+                    state.wake_first();
+                    return;
+                }
+                due
             };
-            tokio::time::sleep_until(self.origin + slot).await;
-            if self.pacer().is_current(epoch) {
-                return;
+            match due {
+                Some(due) => {
+                    // Woken early when overtaken or paused by a `429`.
+                    tokio::select! {
+                        () = tokio::time::sleep_until(self.origin + due) => {}
+                        () = wake.notified() => {}
+                    }
+                }
+                None => wake.notified().await,
             }
         }
     }
@@ -211,10 +314,11 @@ impl Budget {
     /// Reports a `429`, with the wait its `Retry-After` asks for.
     pub fn throttled(&self, retry_after: Option<Duration>) {
         let now = self.now();
-        let mut pacer = self.pacer();
-        pacer.throttled(now, retry_after);
+        let mut state = self.state();
+        state.pacer.throttled(now, retry_after);
+        state.wake_first();
         tracing::warn!(
-            rate = pacer.rate(now),
+            rate = state.pacer.rate(now),
             ?retry_after,
             "Secrets Manager throttled a request; lowering the request rate"
         );
@@ -224,8 +328,25 @@ impl Budget {
         self.origin.elapsed()
     }
 
-    fn pacer(&self) -> std::sync::MutexGuard<'_, Pacer> {
-        self.pacer.lock().unwrap_or_else(PoisonError::into_inner)
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A waiter's place in the queue; dropping it (a cancelled wait) leaves
+/// the queue and, if it was first, hands the watch to the next waiter.
+struct Queued<'a> {
+    budget: &'a Budget,
+    ticket: Option<Ticket>,
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            let mut state = self.budget.state();
+            state.waiters.remove(&ticket);
+            state.wake_first();
+        }
     }
 }
 
@@ -244,32 +365,32 @@ mod tests {
     #[test]
     fn permits_are_evenly_spaced() {
         let mut pacer = Pacer::new(&config(10.0, 0.8));
-        let slots: Vec<Duration> = (0..17).map(|_| pacer.reserve(Duration::ZERO).0).collect();
+        let slots: Vec<Duration> = (0..17).map(|_| pacer.reserve(Duration::ZERO)).collect();
         assert_eq!(slots[0], Duration::ZERO);
         assert_eq!(slots[1], Duration::from_millis(125));
         assert_eq!(slots[16], 2 * SECOND);
         assert_eq!(slots.iter().filter(|slot| **slot < SECOND).count(), 8);
         // Idle time is not saved up: no burst after a pause.
-        let (later, _) = pacer.reserve(10 * SECOND);
-        assert_eq!(later, 10 * SECOND);
-        assert_eq!(pacer.reserve(10 * SECOND).0, 10 * SECOND + Duration::from_millis(125));
+        assert_eq!(pacer.next_permit(10 * SECOND), 10 * SECOND);
+        assert_eq!(pacer.reserve(10 * SECOND), 10 * SECOND);
+        assert_eq!(pacer.next_permit(10 * SECOND), 10 * SECOND + Duration::from_millis(125));
+        assert_eq!(pacer.reserve(10 * SECOND), 10 * SECOND + Duration::from_millis(125));
     }
 
     #[test]
     fn rounding_never_admits_an_extra_permit() {
         let mut pacer = Pacer::new(&config(3.0, 1.0));
-        let slots: Vec<Duration> = (0..4).map(|_| pacer.reserve(Duration::ZERO).0).collect();
+        let slots: Vec<Duration> = (0..4).map(|_| pacer.reserve(Duration::ZERO)).collect();
         assert!(slots[3] >= SECOND, "{slots:?}");
     }
 
     #[test]
     fn throttling_halves_pauses_and_recovers() {
         let mut pacer = Pacer::new(&config(20.0, 1.0));
-        let (_, epoch) = pacer.reserve(Duration::ZERO);
+        pacer.reserve(Duration::ZERO);
         pacer.throttled(Duration::ZERO, Some(2 * SECOND));
-        assert!(!pacer.is_current(epoch), "reservations before the 429 are void");
         assert!((pacer.rate(Duration::ZERO) - 10.0).abs() < 1e-9);
-        assert_eq!(pacer.reserve(Duration::ZERO).0, 2 * SECOND, "paused until Retry-After");
+        assert_eq!(pacer.reserve(Duration::ZERO), 2 * SECOND, "paused until Retry-After");
 
         // A volley of 429s within a second lowers the rate once.
         pacer.throttled(Duration::from_millis(10), None);
@@ -298,7 +419,7 @@ mod tests {
             .map(|_| {
                 let budget = Arc::clone(&budget);
                 tokio::spawn(async move {
-                    budget.acquire().await;
+                    budget.acquire(Priority::Changed).await;
                     Instant::now() - start
                 })
             })
@@ -317,11 +438,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_429_pauses_pending_waiters() {
         let budget = Arc::new(Budget::new(&config(10.0, 1.0)));
-        budget.acquire().await;
+        budget.acquire(Priority::Changed).await;
         let waiter = {
             let budget = Arc::clone(&budget);
             tokio::spawn(async move {
-                budget.acquire().await;
+                budget.acquire(Priority::Changed).await;
                 Instant::now()
             })
         };
@@ -332,5 +453,104 @@ mod tests {
         assert!(granted >= throttled_at + 3 * SECOND, "the reservation made before the 429 waited");
         assert!((budget.rate() - 5.0).abs() < 1.0);
         assert!((budget.target_rate() - 10.0).abs() < 1e-9);
+    }
+
+    /// Spawns a waiter of `priority` that reports `label` and its grant
+    /// time on `granted`, and lets it queue.
+    async fn spawn_waiter(
+        budget: &Arc<Budget>,
+        priority: Priority,
+        label: String,
+        granted: &tokio::sync::mpsc::UnboundedSender<(String, Instant)>,
+    ) -> tokio::task::JoinHandle<()> {
+        let (budget, granted) = (Arc::clone(budget), granted.clone());
+        let task = tokio::spawn(async move {
+            budget.acquire(priority).await;
+            let _ = granted.send((label, Instant::now()));
+        });
+        tokio::task::yield_now().await;
+        task
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn urgent_overtakes_queued_periodic_waiters() {
+        let budget = Arc::new(Budget::new(&config(10.0, 1.0)));
+        let (granted, mut grants) = tokio::sync::mpsc::unbounded_channel();
+        budget.acquire(Priority::Periodic).await;
+        for index in 0..20 {
+            spawn_waiter(&budget, Priority::Periodic, format!("periodic-{index:02}"), &granted).await;
+        }
+        spawn_waiter(&budget, Priority::Changed, "changed".into(), &granted).await;
+        spawn_waiter(&budget, Priority::Urgent, "urgent".into(), &granted).await;
+        drop(granted);
+        let mut order = Vec::new();
+        while let Some((label, _)) = grants.recv().await {
+            order.push(label);
+        }
+        let periodic: Vec<String> = (0..20).map(|index| format!("periodic-{index:02}")).collect();
+        assert_eq!(order[..2], ["urgent", "changed"], "{order:?}");
+        assert_eq!(order[2..], periodic[..], "first come, first served within a class");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_waiter_leaves_the_queue() {
+        let budget = Arc::new(Budget::new(&config(10.0, 1.0)));
+        let (granted, mut grants) = tokio::sync::mpsc::unbounded_channel();
+        budget.acquire(Priority::Periodic).await;
+        // The first in line, then one behind it, are cancelled while they
+        // wait.
+        let first = spawn_waiter(&budget, Priority::Urgent, "first".into(), &granted).await;
+        let second = spawn_waiter(&budget, Priority::Periodic, "second".into(), &granted).await;
+        let third = spawn_waiter(&budget, Priority::Periodic, "third".into(), &granted).await;
+        first.abort();
+        second.abort();
+        drop(granted);
+        let start = Instant::now();
+        let (label, at) = grants.recv().await.expect("the third waiter is granted");
+        assert_eq!(label, "third");
+        assert_eq!(at - start, Duration::from_millis(100), "granted at the next permit");
+        third.await.unwrap();
+        assert!(grants.recv().await.is_none());
+        assert!(budget.state().waiters.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn mixed_classes_stay_within_the_rate() {
+        let budget = Arc::new(Budget::new(&config(10.0, 0.8)));
+        let (granted, mut grants) = tokio::sync::mpsc::unbounded_channel();
+        let classes = [Priority::Periodic, Priority::Changed, Priority::Urgent];
+        let mut tasks = Vec::new();
+        for index in 0..60u64 {
+            let priority = classes[usize::try_from(index * 7 % 3).unwrap()];
+            tasks.push(spawn_waiter(&budget, priority, format!("{priority:?}"), &granted).await);
+            // Arrivals keep coming while earlier waiters are served.
+            tokio::time::sleep(Duration::from_millis(index % 4 * 40)).await;
+        }
+        drop(granted);
+        let mut times = Vec::new();
+        while let Some((_, at)) = grants.recv().await {
+            times.push(at);
+        }
+        assert_eq!(times.len(), 60);
+        times.sort();
+        for (last, at) in times.iter().enumerate() {
+            let in_window = times[..=last].iter().filter(|earlier| **earlier + SECOND > *at).count();
+            assert!(in_window <= 8, "{in_window} permits in the second before {at:?}");
+        }
+        for window in times.windows(2) {
+            assert!(window[1] - window[0] >= Duration::from_millis(125), "{times:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_class_travels_in_a_task_local() {
+        assert_eq!(current_priority(), Priority::Changed, "the default");
+        let inner = with_priority(Priority::Urgent, async {
+            tokio::task::yield_now().await;
+            current_priority()
+        })
+        .await;
+        assert_eq!(inner, Priority::Urgent);
+        assert_eq!(with_priority(Priority::Periodic, async { current_priority() }).await, Priority::Periodic);
     }
 }

@@ -99,6 +99,11 @@ impl<P: SecretsManager> Dedupe<P> {
             // Ends when the reader's sender drops.
             let _ = waiter.changed().await;
         };
+        // The read runs in this caller's task, so it waits for its budget
+        // permit in this caller's class (see `budget::Priority`); a waiter
+        // of a higher class gets the answer as soon as this read does. That
+        // is fine: a shared read is rare, and the leader is never starved
+        // for long, since every class is served at the budget's rate.
         let result = fetch().await;
         {
             let mut reads = self.reads();

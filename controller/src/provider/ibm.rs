@@ -9,7 +9,8 @@
 //!
 //! With a request budget configured, every send (retries and the resend
 //! after a `401` included) first waits for a permit, and a `429` lowers the
-//! budget's rate (see [`budget`](super::budget)).
+//! budget's rate (see [`budget`](super::budget)). The permit is asked for in
+//! the class the calling task runs in ([`budget::with_priority`](super::budget::with_priority)).
 //!
 //! One attempt is: take a token from the shared cache, send, and on `401`
 //! drop that token and send once more with a freshly exchanged one. Failed
@@ -35,7 +36,7 @@ use serde_json::Value;
 use tracing::{debug, instrument};
 use url::Url;
 
-use super::budget::Budget;
+use super::budget::{Budget, current_priority};
 use super::config::ClientConfig;
 use super::error::{DecodeError, Error, Result};
 use super::http::{build_client, is_tls_certificate_error, outcome, request_error, service_error};
@@ -176,7 +177,7 @@ impl IbmSecretsManager {
         attempt: usize,
     ) -> Result<reqwest::Response> {
         if let Some(budget) = &self.inner.budget {
-            budget.acquire().await;
+            budget.acquire(current_priority()).await;
         }
         let result = self
             .inner
