@@ -24,8 +24,15 @@
 //!
 //! Every other object holds what Secrets Manager holds and costs nothing
 //! until the next full refresh (see `docs/scheduling.md`).
+//!
+//! A scan lists only the secret groups the recorded secrets are in
+//! ([`Changes::scan_groups`]; a secret cannot move between groups), so an
+//! instance shared with unrelated secrets in other groups costs no more to
+//! scan than the groups the controller reads. A secret in a group the last
+//! listing did not cover is recorded all the same: the next scan covers
+//! its group.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::Hash;
 
 use jiff::Timestamp;
@@ -62,16 +69,54 @@ pub fn fetched_version(secret: &Secret) -> Option<Version> {
     }
 }
 
+/// One remote secret as a sync read it: its version, and the id of the
+/// secret group it is in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Read {
+    /// Its version.
+    pub version: Version,
+    /// Its secret group (`secret_group_id`).
+    pub group: Option<String>,
+}
+
+impl Read {
+    /// What a scan can compare for `secret`; `None` if its metadata does not
+    /// describe its value (see [`fetched_version`]).
+    pub fn of(secret: &Secret) -> Option<Self> {
+        Some(Self { version: fetched_version(secret)?, group: secret.metadata.secret_group_id.clone() })
+    }
+}
+
+/// What the last listing held.
+#[derive(Clone, Debug)]
+struct Listed {
+    /// The ids it returned.
+    ids: HashSet<String>,
+    /// The groups it covered; `None` for all.
+    groups: Option<BTreeSet<String>>,
+}
+
+impl Listed {
+    /// Whether the listing should have returned secret `id` of `group`.
+    fn covers(&self, group: Option<&String>) -> bool {
+        match (&self.groups, group) {
+            (None, _) => true,
+            (Some(groups), Some(group)) => groups.contains(group),
+            (Some(_), None) => false,
+        }
+    }
+}
+
 /// The versions each object last synced, and which objects read each
 /// secret. `K` names an object (an `ObjectRef` in the controller).
 #[derive(Clone, Debug)]
 pub struct Changes<K> {
-    /// By object: the version of every secret id it read.
-    synced: HashMap<K, HashMap<String, Version>>,
+    /// By object: every secret id it read, with its version and group.
+    synced: HashMap<K, HashMap<String, Read>>,
     /// By secret id: the objects that read it.
     readers: HashMap<String, HashSet<K>>,
-    /// The secret ids of the last listing; `None` before the first.
-    listed: Option<HashSet<String>>,
+    /// The last listing; `None` before the first.
+    listed: Option<Listed>,
 }
 
 impl<K> Default for Changes<K> {
@@ -81,22 +126,40 @@ impl<K> Default for Changes<K> {
 }
 
 impl<K: Clone + Eq + Hash> Changes<K> {
-    /// Records that `object` synced `versions` (secret id → version),
+    /// Records that `object` synced `reads` (secret id → what it read),
     /// replacing what it synced before, and returns `true`; or, if it read
-    /// a secret the last listing did not hold, forgets it and returns
-    /// `false`: scans cannot see that secret change (and would refresh its
-    /// readers at every scan, as if it were deleted). A secret created
-    /// after the last listing is recorded by the next sync after the next.
-    pub fn record(&mut self, object: K, versions: HashMap<String, Version>) -> bool {
+    /// a secret the last listing should have held but did not, forgets it
+    /// and returns `false`: scans cannot see that secret change (and would
+    /// refresh its readers at every scan, as if it were deleted). A secret
+    /// created after the last listing is recorded by the next sync after
+    /// the next.
+    pub fn record(&mut self, object: K, reads: HashMap<String, Read>) -> bool {
         self.forget(&object);
-        if self.listed.as_ref().is_some_and(|listed| versions.keys().any(|id| !listed.contains(id))) {
+        let unseen = |listed: &Listed| {
+            reads.iter().any(|(id, read)| listed.covers(read.group.as_ref()) && !listed.ids.contains(id))
+        };
+        if self.listed.as_ref().is_some_and(unseen) {
             return false;
         }
-        for id in versions.keys() {
+        for id in reads.keys() {
             self.readers.entry(id.clone()).or_default().insert(object.clone());
         }
-        self.synced.insert(object, versions);
+        self.synced.insert(object, reads);
         true
+    }
+
+    /// The groups a scan must list: those of every recorded secret; `None`
+    /// for all groups, when a recorded secret's group is unknown. Empty
+    /// when nothing is recorded: a scan has nothing to compare, and
+    /// [`Changes::skip_listing`] says so.
+    pub fn scan_groups(&self) -> Option<BTreeSet<String>> {
+        self.synced.values().flat_map(HashMap::values).map(|read| read.group.clone()).collect()
+    }
+
+    /// A scan found nothing recorded and listed nothing: the next records
+    /// are not checked against an older listing.
+    pub fn skip_listing(&mut self) {
+        self.listed = None;
     }
 
     /// Forgets `object` (deleted, its sync failed, or it reads a secret
@@ -121,18 +184,25 @@ impl<K: Clone + Eq + Hash> Changes<K> {
     }
 
     /// The recorded objects among `known` that must be refreshed, given
-    /// `current`, the version of every listed secret by id. Records of
-    /// objects not in `known` (deleted while nobody watched) are dropped.
-    pub fn to_refresh(&mut self, known: &HashSet<K>, current: &HashMap<String, Version>) -> Vec<K> {
+    /// `current`, the version of every listed secret by id, from a listing
+    /// of `groups` (`None`: all). Records of objects not in `known`
+    /// (deleted while nobody watched) are dropped.
+    pub fn to_refresh(
+        &mut self,
+        known: &HashSet<K>,
+        current: &HashMap<String, Version>,
+        groups: Option<BTreeSet<String>>,
+    ) -> Vec<K> {
         let gone: Vec<K> = self.synced.keys().filter(|object| !known.contains(*object)).cloned().collect();
         for object in &gone {
             self.forget(object);
         }
-        self.listed = Some(current.keys().cloned().collect());
+        self.listed = Some(Listed { ids: current.keys().cloned().collect(), groups });
         let mut refresh = HashSet::new();
         for (id, readers) in &self.readers {
             for object in readers {
-                let synced = self.synced.get(object).and_then(|versions| versions.get(id));
+                let synced =
+                    self.synced.get(object).and_then(|reads| reads.get(id)).map(|read| &read.version);
                 if synced != current.get(id) {
                     refresh.insert(object.clone());
                 }
@@ -160,6 +230,16 @@ mod tests {
         entries.iter().map(|(id, version)| ((*id).to_owned(), *version)).collect()
     }
 
+    /// Reads of secrets in the default group.
+    fn reads(entries: &[(&str, Version)]) -> HashMap<String, Read> {
+        in_group("default", entries)
+    }
+
+    fn in_group(group: &str, entries: &[(&str, Version)]) -> HashMap<String, Read> {
+        let read = |version: Version| Read { version, group: Some(group.to_owned()) };
+        entries.iter().map(|(id, version)| ((*id).to_owned(), read(*version))).collect()
+    }
+
     fn known(objects: &[&'static str]) -> HashSet<&'static str> {
         objects.iter().copied().collect()
     }
@@ -172,9 +252,9 @@ mod tests {
     /// `a` reads `s1`; `b` reads `s1` and `s2`; `c` reads `s3`.
     fn synced() -> Changes<&'static str> {
         let mut changes = Changes::default();
-        changes.record("a", listing(&[("s1", version(1, T1))]));
-        changes.record("b", listing(&[("s1", version(1, T1)), ("s2", version(3, T1))]));
-        changes.record("c", listing(&[("s3", version(1, T1))]));
+        changes.record("a", reads(&[("s1", version(1, T1))]));
+        changes.record("b", reads(&[("s1", version(1, T1)), ("s2", version(3, T1))]));
+        changes.record("c", reads(&[("s3", version(1, T1))]));
         changes
     }
 
@@ -187,28 +267,28 @@ mod tests {
             ("s3", version(1, T1)),
             ("unread", version(7, T2)),
         ]);
-        assert!(changes.to_refresh(&known(&["a", "b", "c"]), &current).is_empty());
+        assert!(changes.to_refresh(&known(&["a", "b", "c"]), &current, None).is_empty());
     }
 
     #[test]
     fn a_new_version_refreshes_every_reader() {
         let mut changes = synced();
         let current = listing(&[("s1", version(2, T2)), ("s2", version(3, T1)), ("s3", version(1, T1))]);
-        assert_eq!(sorted(changes.to_refresh(&known(&["a", "b", "c"]), &current)), ["a", "b"]);
+        assert_eq!(sorted(changes.to_refresh(&known(&["a", "b", "c"]), &current, None)), ["a", "b"]);
     }
 
     #[test]
     fn an_update_without_a_new_version_refreshes() {
         let mut changes = synced();
         let current = listing(&[("s1", version(1, T1)), ("s2", version(3, T1)), ("s3", version(1, T2))]);
-        assert_eq!(changes.to_refresh(&known(&["a", "b", "c"]), &current), ["c"]);
+        assert_eq!(changes.to_refresh(&known(&["a", "b", "c"]), &current, None), ["c"]);
     }
 
     #[test]
     fn a_deleted_secret_refreshes_its_readers() {
         let mut changes = synced();
         let current = listing(&[("s1", version(1, T1)), ("s3", version(1, T1))]);
-        assert_eq!(changes.to_refresh(&known(&["a", "b", "c"]), &current), ["b"]);
+        assert_eq!(changes.to_refresh(&known(&["a", "b", "c"]), &current, None), ["b"]);
     }
 
     #[test]
@@ -217,7 +297,7 @@ mod tests {
         changes.forget(&"c");
         let current = listing(&[("s1", version(1, T1)), ("s2", version(3, T1)), ("s3", version(2, T2))]);
         assert!(
-            changes.to_refresh(&known(&["a", "b", "c", "new"]), &current).is_empty(),
+            changes.to_refresh(&known(&["a", "b", "c", "new"]), &current, None).is_empty(),
             "their own sync or retry is queued already"
         );
     }
@@ -226,29 +306,61 @@ mod tests {
     fn a_secret_the_listing_misses_is_not_recorded() {
         let mut changes = synced();
         let current = listing(&[("s1", version(1, T1)), ("s2", version(3, T1))]);
-        assert_eq!(changes.to_refresh(&known(&["a", "b", "c"]), &current), ["c"], "s3 is not listed");
+        assert_eq!(changes.to_refresh(&known(&["a", "b", "c"]), &current, None), ["c"], "s3 is not listed");
         // The read of s3 succeeded nonetheless: c is left to its slots.
-        assert!(!changes.record("c", listing(&[("s3", version(1, T1))])));
-        assert!(changes.to_refresh(&known(&["a", "b", "c"]), &current).is_empty());
-        assert!(changes.record("a", listing(&[("s1", version(1, T1))])), "listed secrets are recorded");
+        assert!(!changes.record("c", reads(&[("s3", version(1, T1))])));
+        assert!(changes.to_refresh(&known(&["a", "b", "c"]), &current, None).is_empty());
+        assert!(changes.record("a", reads(&[("s1", version(1, T1))])), "listed secrets are recorded");
         // Once listed, it is recorded again.
         let current = listing(&[("s1", version(1, T1)), ("s2", version(3, T1)), ("s3", version(1, T1))]);
-        assert!(changes.to_refresh(&known(&["a", "b", "c"]), &current).is_empty());
-        assert!(changes.record("c", listing(&[("s3", version(1, T1))])));
+        assert!(changes.to_refresh(&known(&["a", "b", "c"]), &current, None).is_empty());
+        assert!(changes.record("c", reads(&[("s3", version(1, T1))])));
         let rotated = listing(&[("s1", version(1, T1)), ("s2", version(3, T1)), ("s3", version(2, T2))]);
-        assert_eq!(changes.to_refresh(&known(&["a", "b", "c"]), &rotated), ["c"]);
+        assert_eq!(changes.to_refresh(&known(&["a", "b", "c"]), &rotated, None), ["c"]);
     }
 
     #[test]
     fn a_new_record_replaces_the_old_one() {
         let mut changes = synced();
-        changes.record("b", listing(&[("s3", version(1, T1))]));
+        changes.record("b", reads(&[("s3", version(1, T1))]));
         let current = listing(&[("s1", version(2, T2)), ("s3", version(1, T1))]);
         assert_eq!(
-            changes.to_refresh(&known(&["a", "b", "c"]), &current),
+            changes.to_refresh(&known(&["a", "b", "c"]), &current, None),
             ["a"],
             "b no longer reads s1 or s2"
         );
+    }
+
+    #[test]
+    fn scans_list_the_groups_of_recorded_secrets() {
+        let mut changes: Changes<&'static str> = Changes::default();
+        assert_eq!(changes.scan_groups(), Some(BTreeSet::new()), "nothing recorded, nothing to list");
+        changes.record("a", in_group("g1", &[("s1", version(1, T1))]));
+        changes.record("b", in_group("g2", &[("s2", version(1, T1))]));
+        changes.record("c", in_group("g1", &[("s3", version(1, T1))]));
+        let groups: BTreeSet<String> = ["g1".to_owned(), "g2".to_owned()].into();
+        assert_eq!(changes.scan_groups(), Some(groups.clone()));
+
+        // A listing of g1 and g2; s4 of g3 was not covered, so its reader
+        // is recorded and the next scan lists g3 too.
+        let current = listing(&[("s1", version(1, T1)), ("s2", version(1, T1)), ("s3", version(1, T1))]);
+        assert!(changes.to_refresh(&known(&["a", "b", "c", "d"]), &current, Some(groups.clone())).is_empty());
+        assert!(changes.record("d", in_group("g3", &[("s4", version(1, T1))])));
+        assert_eq!(changes.scan_groups().map(|groups| groups.len()), Some(3));
+        // A secret of a covered group that the listing missed is not.
+        assert!(!changes.record("e", in_group("g1", &[("s5", version(1, T1))])));
+
+        // A secret deleted from a listed group still refreshes its reader.
+        let current = listing(&[("s1", version(1, T1)), ("s2", version(1, T1)), ("s4", version(1, T1))]);
+        let all: BTreeSet<String> = ["g1", "g2", "g3"].map(str::to_owned).into();
+        assert_eq!(changes.to_refresh(&known(&["a", "b", "c", "d"]), &current, Some(all)), ["c"]);
+
+        // An unknown group means listing all of them.
+        let unknown = Read { version: version(1, T1), group: None };
+        changes.record("f", [("s6".to_owned(), unknown)].into());
+        assert_eq!(changes.scan_groups(), None);
+        changes.skip_listing();
+        assert!(changes.listed.is_none());
     }
 
     #[test]
@@ -258,6 +370,7 @@ mod tests {
             "versions_total": 2, "updated_at": T1,
         }));
         assert_eq!(fetched_version(&user), Some(version(2, T1)));
+        assert_eq!(Read::of(&user).and_then(|read| read.group), user.metadata.secret_group_id);
         let iam = |reuse: serde_json::Value| {
             secret(
                 json!({"secret_type": "iam_credentials", "api_key": "k", "reuse_api_key": reuse, "ttl": "1d"}),
@@ -272,7 +385,7 @@ mod tests {
     fn objects_no_longer_known_are_dropped() {
         let mut changes = synced();
         let current = listing(&[("s1", version(2, T2))]);
-        assert_eq!(changes.to_refresh(&known(&["a"]), &current), ["a"]);
+        assert_eq!(changes.to_refresh(&known(&["a"]), &current, None), ["a"]);
         assert_eq!(changes.synced.len(), 1);
         assert!(!changes.readers.contains_key("s3"));
         changes.clear();

@@ -23,7 +23,7 @@
 //! request budget serves a new object before the refreshes a scan asked
 //! for, and those before the periodic ones.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -133,21 +133,27 @@ impl<P: SecretsManager> Context<P> {
     /// returns the objects among `known` whose secrets changed since their
     /// last sync (see [`Changes::to_refresh`]).
     ///
-    /// The listing is not narrowed by group: a `keyByName` group is a name
-    /// or an id, and the listing filter takes ids only. Its list calls
+    /// The listing covers the groups of the recorded secrets only (see
+    /// [`Changes::scan_groups`]); with nothing recorded there is nothing to
+    /// compare, and nothing is listed. Its list calls
     /// count in the scan period (see [`scheduler::scan_period`]) and wait
     /// for their permits as [`Priority::Changed`].
     pub async fn scan_changes(
         &self,
         known: &HashSet<ObjectRef<ExternalSecret>>,
     ) -> crate::provider::Result<Vec<ObjectRef<ExternalSecret>>> {
-        let listing =
-            with_priority(Priority::Changed, self.provider.list_all_secrets(&ListSecretsParams::default()))
-                .await?;
+        let groups = self.changes().scan_groups();
+        if groups.as_ref().is_some_and(BTreeSet::is_empty) {
+            self.changes().skip_listing();
+            return Ok(Vec::new());
+        }
+        let params =
+            ListSecretsParams { groups: groups.iter().flatten().cloned().collect(), ..Default::default() };
+        let listing = with_priority(Priority::Changed, self.provider.list_all_secrets(&params)).await?;
         self.update_schedule(|schedule| schedule.set_scan_calls(scheduler::scan_calls(listing.len())));
         let current: HashMap<String, Version> =
             listing.iter().map(|metadata| (metadata.id.clone(), Version::of(metadata))).collect();
-        Ok(self.changes().to_refresh(known, &current))
+        Ok(self.changes().to_refresh(known, &current, groups))
     }
 }
 
@@ -421,7 +427,7 @@ async fn sync<P: SecretsManager>(
     es: &ExternalSecret,
     ctx: &Context<P>,
     scan_triggered: bool,
-) -> Result<(Outcome, Option<HashMap<String, Version>>)> {
+) -> Result<(Outcome, Option<HashMap<String, changes::Read>>)> {
     let plan = materialize::plan(&es.spec)?;
     // Read before the values, for the priority. If the Secret changes while
     // the reads wait, its watch queues another sync, which repairs it.
@@ -435,10 +441,8 @@ async fn sync<P: SecretsManager>(
     tracing::debug!(?priority, "reading");
     let fetched = with_priority(priority, fetch(ctx.provider.as_ref(), &plan)).await?;
     let desired = materialize::materialize(&es.spec, &plan, &fetched)?;
-    let versions = fetched
-        .iter()
-        .map(|secret| Some((secret.metadata.id.clone(), changes::fetched_version(secret)?)))
-        .collect();
+    let versions =
+        fetched.iter().map(|secret| Some((secret.metadata.id.clone(), changes::Read::of(secret)?))).collect();
     Ok((write(es, &secrets, existing.as_ref(), &desired).await?, versions))
 }
 

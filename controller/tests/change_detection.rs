@@ -2,7 +2,8 @@
 //! 1 s poll interval and a 1 h full refresh, synced ExternalSecrets cost
 //! one `list_secrets` call per scan and no value reads; a rotation is read
 //! again by exactly the objects that read the secret, and a deleted secret
-//! surfaces as a failed sync.
+//! surfaces as a failed sync. Scans list only the secret group the
+//! objects read from, not the unrelated secrets of another group.
 
 mod sync_support;
 
@@ -27,6 +28,8 @@ const QUOTA: u32 = 10;
 /// `i` reads secret `i % REMOTE_SECRETS`.
 const OBJECTS: usize = 20;
 const REMOTE_SECRETS: usize = 10;
+/// Secrets of another group that no ExternalSecret reads.
+const UNRELATED: usize = 1_200;
 
 fn name(index: usize) -> String {
     format!("app-{index:02}")
@@ -80,6 +83,13 @@ async fn only_changed_secrets_are_read_again() -> anyhow::Result<()> {
     let ids: Vec<String> = (0..REMOTE_SECRETS)
         .map(|index| seed_user(&emu, &format!("user-{index}"), "first-password"))
         .collect();
+    let group = emu.store().create_group("unrelated", None)?["id"].as_str().expect("a group id").to_owned();
+    for index in 0..UNRELATED {
+        emu.store().create_secret(json!({
+            "secret_type": "arbitrary", "name": format!("unrelated-{index}"),
+            "secret_group_id": group, "payload": "not read by anyone",
+        }))?;
+    }
     let controller = start_controller(client.clone(), ns, &emu);
 
     apply_kes_objects(&client, ns, &ids, OBJECTS, name, 8).await;
@@ -90,8 +100,18 @@ async fn only_changed_secrets_are_read_again() -> anyhow::Result<()> {
     // nothing.
     let reads = wait_quiet(&emu).await;
     let synced = last_syncs(&externals).await.expect("every object synced");
+    let before = emu.stats();
     wait_scans(&emu, 3).await;
-    assert_eq!(emu.stats().operation_total("get_secret"), reads, "no value reads between changes");
+    let after = emu.stats();
+    assert_eq!(after.operation_total("get_secret"), reads, "no value reads between changes");
+    let calls = after.operation_total("list_secrets") - before.operation_total("list_secrets");
+    // One page may straddle a snapshot, hence the `+ 1`.
+    let listed = after.listed_secrets - before.listed_secrets;
+    assert!(
+        calls >= 3 && listed <= (calls + 1) * REMOTE_SECRETS as u64,
+        "each scan lists the default group's {REMOTE_SECRETS} secrets in one call, not the {UNRELATED} \
+         others: {listed} listed in {calls} calls"
+    );
     assert_eq!(
         last_syncs(&externals).await.expect("every object synced"),
         synced,

@@ -35,6 +35,9 @@ pub struct RequestStats {
     /// Most requests that arrived (admitted or not) within any one-second window.
     #[serde(default)]
     pub max_arrived_in_any_1s_window: u64,
+    /// Secret metadata entries returned by `list_secrets` pages, summed.
+    #[serde(default)]
+    pub listed_secrets: u64,
 }
 
 impl RequestStats {
@@ -117,6 +120,11 @@ impl Traffic {
         *self.stats.by_operation.entry(operation.to_owned()).or_default().entry(status).or_default() += 1;
     }
 
+    /// Records a `list_secrets` page of `secrets` entries.
+    pub(crate) fn listed(&mut self, secrets: usize) {
+        self.stats.listed_secrets += secrets as u64;
+    }
+
     /// Records an IAM token request with `grant`.
     pub(crate) fn token_exchange(&mut self, grant: &str) {
         *self.stats.iam_token_exchanges.entry(grant.to_owned()).or_default() += 1;
@@ -148,7 +156,9 @@ mod tests {
         traffic.answered("get_secret", 200);
         traffic.answered("get_secret", 429);
         traffic.token_exchange("apikey");
+        traffic.listed(3);
         let stats = traffic.snapshot();
+        assert_eq!(stats.listed_secrets, 3);
         assert_eq!((stats.total, stats.admitted, stats.throttled), (6, 2, 4));
         assert_eq!(stats.max_admitted_in_any_1s_window, 2);
         assert_eq!(stats.max_arrived_in_any_1s_window, 6);

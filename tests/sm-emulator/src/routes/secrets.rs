@@ -52,6 +52,7 @@ pub(super) async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let query = ListQuery::parse(query.as_deref().unwrap_or_default())?;
     let (total, page) = app.store.list(&query);
+    app.traffic().listed(page.len());
     Ok(Json(query.envelope(&caller_base_url(&app, &headers), total, page)))
 }
 
