@@ -32,17 +32,18 @@
 //! listing did not cover is recorded all the same: the next scan covers
 //! its group.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::Hash;
 
 use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
 
 use crate::provider::{Secret, SecretData, SecretMetadata};
 
 /// What identifies the content of one remote secret: its version count and
 /// last update. A rotation adds a version; an edit of the value or metadata
 /// moves `updated_at`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Version {
     /// The number of versions (`versions_total`).
     pub versions_total: Option<u64>,
@@ -71,7 +72,7 @@ pub fn fetched_version(secret: &Secret) -> Option<Version> {
 
 /// One remote secret as a sync read it: its version, and the id of the
 /// secret group it is in.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Read {
     /// Its version.
     pub version: Version,
@@ -85,6 +86,18 @@ impl Read {
     pub fn of(secret: &Secret) -> Option<Self> {
         Some(Self { version: fetched_version(secret)?, group: secret.metadata.secret_group_id.clone() })
     }
+}
+
+/// `reads` as the Secret's versions annotation records them: JSON, by
+/// secret id in order. Metadata only: ids, version counts, times, groups.
+pub fn encode_reads<'a>(reads: impl IntoIterator<Item = (&'a String, &'a Read)>) -> String {
+    let ordered: BTreeMap<&String, &Read> = reads.into_iter().collect();
+    serde_json::to_string(&ordered).unwrap_or_default()
+}
+
+/// The reads a versions annotation records; `None` if it does not parse.
+pub fn decode_reads(annotation: &str) -> Option<HashMap<String, Read>> {
+    serde_json::from_str(annotation).ok()
 }
 
 /// What the last listing held.
@@ -146,6 +159,11 @@ impl<K: Clone + Eq + Hash> Changes<K> {
         }
         self.synced.insert(object, reads);
         true
+    }
+
+    /// What `object` last synced, if it has a record.
+    pub fn reads_of(&self, object: &K) -> Option<&HashMap<String, Read>> {
+        self.synced.get(object)
     }
 
     /// The groups a scan must list: those of every recorded secret; `None`
@@ -361,6 +379,20 @@ mod tests {
         assert_eq!(changes.scan_groups(), None);
         changes.skip_listing();
         assert!(changes.listed.is_none());
+    }
+
+    #[test]
+    fn reads_round_trip_through_the_annotation() {
+        let recorded = in_group("g1", &[("s2", version(3, T2)), ("s1", version(1, T1))]);
+        let annotation = encode_reads(&recorded);
+        assert!(annotation.find("\"s1\"") < annotation.find("\"s2\""), "by id, in order: {annotation}");
+        assert!(annotation.contains("\"versions_total\":3") && annotation.contains("\"group\":\"g1\""));
+        assert_eq!(decode_reads(&annotation).as_ref(), Some(&recorded));
+        assert_eq!(decode_reads("not json"), None);
+        let mut changes: Changes<&'static str> = Changes::default();
+        assert_eq!(changes.reads_of(&"a"), None);
+        changes.record("a", decode_reads(&annotation).unwrap());
+        assert_eq!(changes.reads_of(&"a"), Some(&recorded));
     }
 
     #[test]

@@ -39,6 +39,12 @@ pub const MANAGED_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_VALUE: &str = "cos-secrets-sync";
 /// The annotation holding the SHA-256 of the Secret's type and data.
 pub const DATA_HASH_ANNOTATION: &str = "cos-secrets-sync/data-hash";
+/// With change detection, the annotation recording the version of every
+/// remote secret the Secret was built from (secret ids, version counts,
+/// update times and group ids; never values), from which a restarted
+/// controller resumes change detection without reading the secrets again
+/// (see `changes::encode_reads`).
+pub const VERSIONS_ANNOTATION: &str = "cos-secrets-sync/versions";
 /// The Secret type of the IBM Cloud Object Storage plug-in.
 pub const COS_SECRET_TYPE: &str = "ibm/ibmc-s3fs";
 /// The secret group used by `keyByName` keys without a `/`.
@@ -354,15 +360,31 @@ pub fn materialize(
 /// The SHA-256 (hex) of the type and every key and value, length-prefixed
 /// so that no two different Secrets share an input.
 pub fn data_hash(type_: &str, data: &BTreeMap<String, SecretBytes>) -> String {
+    hash_entries(type_, data.iter().map(|(key, value)| (key.as_str(), value.expose_secret())))
+}
+
+/// Whether `secret` still holds the data it was written with: its data
+/// (all of it) has the hash in its [`DATA_HASH_ANNOTATION`]. `false` after
+/// a hand edit, or when another manager added keys.
+pub fn intact(secret: &k8s_openapi::api::core::v1::Secret) -> bool {
+    let type_ = secret.type_.as_deref().unwrap_or("Opaque");
+    let data = secret.data.iter().flatten().map(|(key, value)| (key.as_str(), value.0.as_slice()));
+    let recorded =
+        secret.metadata.annotations.as_ref().and_then(|annotations| annotations.get(DATA_HASH_ANNOTATION));
+    recorded.is_some_and(|recorded| *recorded == hash_entries(type_, data))
+}
+
+/// [`data_hash`] over entries in key order.
+fn hash_entries<'a>(type_: &str, entries: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
     let mut hasher = Sha256::new();
     let mut chunk = |bytes: &[u8]| {
         hasher.update((bytes.len() as u64).to_be_bytes());
         hasher.update(bytes);
     };
     chunk(type_.as_bytes());
-    for (key, value) in data {
+    for (key, value) in entries {
         chunk(key.as_bytes());
-        chunk(value.expose_secret());
+        chunk(value);
     }
     hasher.finalize().iter().fold(String::with_capacity(64), |mut hex, byte| {
         let _ = write!(hex, "{byte:02x}");

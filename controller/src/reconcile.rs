@@ -84,6 +84,9 @@ pub struct Context<P> {
     /// sync reads as [`Priority::Changed`], and later scans do not trigger
     /// them again.
     scan_triggered: Mutex<HashSet<ObjectRef<ExternalSecret>>>,
+    /// With change detection: when each recorded object's next full read is
+    /// due (time since the Unix epoch).
+    due: Mutex<HashMap<ObjectRef<ExternalSecret>, Duration>>,
 }
 
 impl<P> std::fmt::Debug for Context<P> {
@@ -125,6 +128,7 @@ impl<P: SecretsManager> Context<P> {
             schedule: Mutex::new(schedule),
             changes: Mutex::default(),
             scan_triggered: Mutex::default(),
+            due: Mutex::default(),
             provider,
         }
     }
@@ -205,6 +209,7 @@ impl<P> Context<P> {
                 self.failures().remove(&object);
                 self.changes().forget(&object);
                 self.scan_triggered().remove(&object);
+                self.due().remove(&object);
             }
             watcher::Event::InitDone => {
                 let live: HashSet<String> = store.state().iter().filter_map(|es| es.uid()).collect();
@@ -247,6 +252,52 @@ impl<P> Context<P> {
         self.metrics.set_schedule(0, schedule.cadence());
         self.changes().clear();
         self.scan_triggered().clear();
+        self.due().clear();
+    }
+
+    /// With change detection, whether `es` needs no read now because its
+    /// Secret, `existing`, records (in its [`VERSIONS_ANNOTATION`]) the
+    /// versions it was built from:
+    ///
+    /// - after a start, when `es` has no record yet: those versions become
+    ///   its record, so scans watch its secrets from now on and its next
+    ///   read waits for its slot, as before the restart;
+    /// - when its record equals them and its slot is not due: the sync was
+    ///   triggered by the Secret's own change (the controller's last write,
+    ///   say), which left it as recorded.
+    ///
+    /// `false`, and the caller reads, when the Secret records no versions
+    /// or other ones, is not controlled by `es`, was edited since it was
+    /// written (see [`materialize::intact`]), or, after a start, the last
+    /// listing should have held one of its secrets.
+    ///
+    /// [`VERSIONS_ANNOTATION`]: materialize::VERSIONS_ANNOTATION
+    fn resume(&self, es: &ExternalSecret, existing: Option<&KubeSecret>) -> bool {
+        if self.full_refresh_interval.is_none() {
+            return false;
+        }
+        let object = ObjectRef::from_obj(es);
+        let Some(annotated) = existing
+            .filter(|secret| materialize::intact(secret) && is_controlled(secret, &owner_reference(es)))
+            .and_then(|secret| secret.metadata.annotations.as_ref()?.get(materialize::VERSIONS_ANNOTATION))
+            .and_then(|annotation| changes::decode_reads(annotation))
+        else {
+            return false;
+        };
+        let due = self.due().get(&object).is_none_or(|due| unix_now() + SLOT_TOLERANCE >= *due);
+        let mut changes = self.changes();
+        match changes.reads_of(&object) {
+            Some(recorded) => *recorded == annotated && !due,
+            None => changes.record(object, annotated),
+        }
+    }
+
+    /// Requeues `es`, whose sync started at `started`, to its next refresh
+    /// (see [`Context::until_next_refresh`]) and remembers when that is due.
+    fn requeue_to_slot(&self, es: &ExternalSecret, started: Duration, unversioned: bool) -> Action {
+        let delay = self.until_next_refresh(es, started, unversioned);
+        self.due().insert(ObjectRef::from_obj(es), unix_now() + delay);
+        Action::requeue(delay)
     }
 
     /// How long from now until the next refresh of `es`, whose sync started
@@ -269,6 +320,10 @@ impl<P> Context<P> {
     /// Whether the last sync of `object` failed.
     fn has_failed(&self, object: &ObjectRef<ExternalSecret>) -> bool {
         self.failures().contains_key(object)
+    }
+
+    fn due(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<ExternalSecret>, Duration>> {
+        self.due.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn scan_triggered(&self) -> std::sync::MutexGuard<'_, HashSet<ObjectRef<ExternalSecret>>> {
@@ -310,6 +365,14 @@ pub async fn reconcile<P: SecretsManager + 'static>(
     let result = sync(&es, &ctx, trigger.object.is_some()).await;
     drop(timer);
     drop(trigger);
+    let result = match result {
+        Ok(Synced::Resumed) => {
+            tracing::debug!("its Secret records the versions it synced; next read at its slot");
+            return Ok(ctx.requeue_to_slot(&es, started, false));
+        }
+        Ok(Synced::Fresh(outcome, versions)) => Ok((outcome, versions)),
+        Err(error) => Err(error),
+    };
     let api: Api<ExternalSecret> = Api::namespaced(ctx.client.clone(), &namespace);
     let status = status::next_status(&es, result.as_ref().map(drop), Timestamp::now());
     status::publish_event(&ctx.recorder, &es, result.as_ref().map(|(outcome, _)| *outcome)).await;
@@ -338,7 +401,7 @@ pub async fn reconcile<P: SecretsManager + 'static>(
                 tracing::info!(?outcome, "synced the Secret");
             }
             status::patch_status(&api, &es, &status).await?;
-            Ok(Action::requeue(ctx.until_next_refresh(&es, started, unversioned)))
+            Ok(ctx.requeue_to_slot(&es, started, unversioned))
         }
         Err(error) => {
             ctx.changes().forget(&ObjectRef::from_obj(&*es));
@@ -419,15 +482,29 @@ fn sync_priority(es: &ExternalSecret, secret_missing: bool, scan_triggered: bool
     }
 }
 
-/// The sync itself, without reporting: its outcome, and the version of
-/// every remote secret it read, by secret id (`None` if one of them has no
-/// version; see [`changes::fetched_version`]). `scan_triggered` says a
+/// How early a sync may run and still count as its object's slot: the
+/// requeue timer and the clocks are not exact.
+const SLOT_TOLERANCE: Duration = Duration::from_secs(1);
+
+/// What [`sync`] did.
+enum Synced {
+    /// It read the remote secrets and wrote the Secret (or found it in
+    /// sync): the outcome, and what it read of every remote secret, by
+    /// secret id (`None` if one of them has no version; see
+    /// [`changes::fetched_version`]).
+    Fresh(Outcome, Option<HashMap<String, changes::Read>>),
+    /// It read nothing: the object's Secret records the versions it was
+    /// built from, and nothing asked for a read (see [`Context::resume`]).
+    Resumed,
+}
+
+/// The sync itself, without reporting. `scan_triggered` says a
 /// change-detection scan asked for it.
 async fn sync<P: SecretsManager>(
     es: &ExternalSecret,
     ctx: &Context<P>,
     scan_triggered: bool,
-) -> Result<(Outcome, Option<HashMap<String, changes::Read>>)> {
+) -> Result<Synced> {
     let plan = materialize::plan(&es.spec)?;
     // Read before the values, for the priority. If the Secret changes while
     // the reads wait, its watch queues another sync, which repairs it.
@@ -438,12 +515,18 @@ async fn sync<P: SecretsManager>(
         .map_err(|source| Error::Kube { action: "read the Secret", source })?;
     let failed = ctx.has_failed(&ObjectRef::from_obj(es));
     let priority = sync_priority(es, existing.is_none(), scan_triggered, failed);
+    if priority == Priority::Periodic && ctx.resume(es, existing.as_ref()) {
+        return Ok(Synced::Resumed);
+    }
     tracing::debug!(?priority, "reading");
     let fetched = with_priority(priority, fetch(ctx.provider.as_ref(), &plan)).await?;
-    let desired = materialize::materialize(&es.spec, &plan, &fetched)?;
-    let versions =
+    let mut desired = materialize::materialize(&es.spec, &plan, &fetched)?;
+    let versions: Option<HashMap<String, changes::Read>> =
         fetched.iter().map(|secret| Some((secret.metadata.id.clone(), changes::Read::of(secret)?))).collect();
-    Ok((write(es, &secrets, existing.as_ref(), &desired).await?, versions))
+    if let Some(reads) = versions.as_ref().filter(|_| ctx.full_refresh_interval.is_some()) {
+        desired.annotations.insert(materialize::VERSIONS_ANNOTATION.to_owned(), changes::encode_reads(reads));
+    }
+    Ok(Synced::Fresh(write(es, &secrets, existing.as_ref(), &desired).await?, versions))
 }
 
 /// Writes `desired` as the Secret of `es` through `secrets`, unless
@@ -540,16 +623,21 @@ fn up_to_date(existing: &KubeSecret, desired: &DesiredSecret, owner: &serde_json
                     want: &std::collections::BTreeMap<String, String>| {
         want.iter().all(|(key, value)| have.and_then(|have| have.get(key)) == Some(value))
     };
-    let controlled = existing.metadata.owner_references.iter().flatten().any(|reference| {
-        Some(reference.uid.as_str()) == owner["uid"].as_str()
-            && reference.controller == Some(true)
-            && reference.block_owner_deletion == Some(true)
-    });
+    let controlled = is_controlled(existing, owner);
     same_data
         && existing.type_.as_deref().unwrap_or("Opaque") == desired.type_
         && contains(existing.metadata.labels.as_ref(), &desired.labels)
         && contains(existing.metadata.annotations.as_ref(), &desired.annotations)
         && controlled
+}
+
+/// Whether `secret` has `owner` (see [`owner_reference`]) as its controller.
+fn is_controlled(secret: &KubeSecret, owner: &serde_json::Value) -> bool {
+    secret.metadata.owner_references.iter().flatten().any(|reference| {
+        Some(reference.uid.as_str()) == owner["uid"].as_str()
+            && reference.controller == Some(true)
+            && reference.block_owner_deletion == Some(true)
+    })
 }
 
 #[cfg(test)]
