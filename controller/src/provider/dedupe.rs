@@ -26,6 +26,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::budget::{Priority, current_priority};
 use super::{
     ListSecretsParams, Result, Secret, SecretMetadata, SecretMetadataPage, SecretType, SecretVersion,
     SecretsManager, VersionRef,
@@ -40,8 +41,9 @@ enum ReadKey {
 
 /// A read in flight, or its fresh answer.
 enum Read {
-    /// Closes (its sender drops) when the read ends, however it ends.
-    InFlight(watch::Receiver<()>),
+    /// Closes (its sender drops) when the read ends, however it ends; the
+    /// class the read waits for its permit in.
+    InFlight(watch::Receiver<()>, Priority),
     Done {
         at: Instant,
         secret: Box<Secret>,
@@ -74,6 +76,7 @@ impl<P: SecretsManager> Dedupe<P> {
     where
         Fut: Future<Output = Result<Secret>>,
     {
+        let priority = current_priority();
         let sender = loop {
             let mut waiter = {
                 let mut reads = self.reads();
@@ -81,17 +84,24 @@ impl<P: SecretsManager> Dedupe<P> {
                     Some(Read::Done { at, secret }) if at.elapsed() < self.ttl => {
                         return Ok(Secret::clone(secret));
                     }
-                    Some(Read::InFlight(waiter)) if waiter.has_changed().is_ok() => waiter.clone(),
+                    // A read in a lower class could keep this caller
+                    // waiting behind a whole queue of that class: it sends
+                    // its own, which later callers join.
+                    Some(Read::InFlight(waiter, class))
+                        if waiter.has_changed().is_ok() && *class >= priority =>
+                    {
+                        waiter.clone()
+                    }
                     _ => {
                         // Nobody reads it: this caller does. Drop stale
                         // answers on the way.
                         let ttl = self.ttl;
                         reads.retain(|_, read| match read {
                             Read::Done { at, .. } => at.elapsed() < ttl,
-                            Read::InFlight(waiter) => waiter.has_changed().is_ok(),
+                            Read::InFlight(waiter, _) => waiter.has_changed().is_ok(),
                         });
                         let (sender, receiver) = watch::channel(());
-                        reads.insert(key.clone(), Read::InFlight(receiver));
+                        reads.insert(key.clone(), Read::InFlight(receiver, priority));
                         break sender;
                     }
                 }
@@ -100,10 +110,8 @@ impl<P: SecretsManager> Dedupe<P> {
             let _ = waiter.changed().await;
         };
         // The read runs in this caller's task, so it waits for its budget
-        // permit in this caller's class (see `budget::Priority`); a waiter
-        // of a higher class gets the answer as soon as this read does. That
-        // is fine: a shared read is rare, and the leader is never starved
-        // for long, since every class is served at the budget's rate.
+        // permit in this caller's class (see `budget::Priority`); callers of
+        // the same or a lower class share it, higher ones read themselves.
         let result = fetch().await;
         {
             let mut reads = self.reads();
@@ -162,6 +170,7 @@ mod tests {
     use super::*;
     use crate::fixtures::secret;
     use crate::provider::Error;
+    use crate::provider::budget::with_priority;
 
     /// Answers reads after 100 ms, the first `failures` of them with an
     /// error, and counts them.
@@ -234,6 +243,29 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(2)).await;
         dedupe.get_secret("a").await.unwrap();
         assert_eq!(dedupe.inner.reads.load(Ordering::SeqCst), 4, "read again after the TTL");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_higher_class_does_not_wait_for_a_lower_one() {
+        let dedupe = Arc::new(Dedupe::new(Slow::default(), Duration::from_secs(1)));
+        let spawn = |priority| {
+            let dedupe = Arc::clone(&dedupe);
+            tokio::spawn(with_priority(priority, async move { dedupe.get_secret("a").await.is_ok() }))
+        };
+        let periodic = spawn(Priority::Periodic);
+        tokio::task::yield_now().await;
+        let urgent = spawn(Priority::Urgent);
+        tokio::task::yield_now().await;
+        let changed = spawn(Priority::Changed);
+        let later_periodic = spawn(Priority::Periodic);
+        for read in [periodic, urgent, changed, later_periodic] {
+            assert!(read.await.unwrap());
+        }
+        assert_eq!(
+            dedupe.inner.reads.load(Ordering::SeqCst),
+            2,
+            "the urgent read goes alone; the others share one of the two"
+        );
     }
 
     #[tokio::test(start_paused = true)]
