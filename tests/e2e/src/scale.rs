@@ -13,7 +13,11 @@
 //!    each Secret reading one of them holds the new value.
 //! 4. First sync under load: new versions of as many other random secrets
 //!    (the refresh burst is the load) and, right after, new
-//!    ExternalSecrets; the time from each creation to its Secret.
+//!    ExternalSecrets, all at once; the time from each creation to its
+//!    Secret.
+//! 5. The same with as many more ExternalSecrets created one every
+//!    [`PACED_EVERY`] during a third burst: what one user applying one
+//!    object waits, rather than the last of a batch.
 //!
 //! `429`s and the densest second are counted over the whole run of a
 //! contender; the controller's peak RSS is its `VmHWM` at the end.
@@ -36,6 +40,10 @@ use baseline::Baseline;
 use fleet::Fleet;
 use observe::{Latencies, SecretWatch};
 pub use report::Figures;
+
+/// How often phase 5 creates an ExternalSecret: a quarter of the
+/// controller's default budget (16 requests per second).
+pub const PACED_EVERY: Duration = Duration::from_millis(250);
 
 /// The benchmark's parameters.
 #[derive(Debug, Clone)]
@@ -117,7 +125,7 @@ async fn measure(
     fleet.create_namespace(&client).await?;
     let watch = SecretWatch::start(&client, &namespace);
     let created = Instant::now();
-    fleet.apply(&client, &fleet.objects).await?;
+    fleet.apply(&client, &fleet.objects, None).await?;
     tracing::info!(who, size, after = ?created.elapsed(), "ExternalSecrets created");
 
     let started = Instant::now();
@@ -155,21 +163,26 @@ async fn measure(
     tracing::info!(who, size, requests_per_minute, "steady window");
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(size as u64);
-    let picks = rand::seq::index::sample(&mut rng, fleet.secrets.len(), options.rotations * 2).into_vec();
-    let (rotated, load) = picks.split_at(options.rotations);
+    let picks = rand::seq::index::sample(&mut rng, fleet.secrets.len(), options.rotations * 3).into_vec();
+    let (rotated, loads) = picks.split_at(options.rotations);
+    let (load, paced_load) = loads.split_at(options.rotations);
     let synced_before_rotation = watch.matching(&everything);
     let rotation_start = Instant::now();
     fleet.rotate(&emulator, rotated)?;
     let expected = fleet.expected(fleet.readers(rotated));
     let seen = watch.wait_for(&expected, options.wait).await;
-    let rotation = Latencies::new(seen.into_iter().map(|end| (rotation_start, end)), options.wait);
+    let pairs: Vec<_> = seen.into_iter().map(|end| (rotation_start, end)).collect();
+    log_slowest("rotation", &expected, &pairs);
+    let rotation = Latencies::new(pairs, options.wait);
     tracing::info!(who, size, p99 = ?rotation.quantile(0.99), done = rotation.done.len(), "rotation");
 
     fleet.rotate(&emulator, load)?;
-    let sent = fleet.apply(&client, &fleet.late).await?;
-    let seen = watch.wait_for(&fleet.expected(&fleet.late), options.wait).await;
-    let first_sync = Latencies::new(sent.into_iter().zip(seen), options.wait);
+    let first_sync = measure_first_sync(&fleet, &client, &watch, &fleet.late, None, options.wait).await?;
     tracing::info!(who, size, p99 = ?first_sync.quantile(0.99), done = first_sync.done.len(), "first sync under load");
+    fleet.rotate(&emulator, paced_load)?;
+    let paced_first_sync =
+        measure_first_sync(&fleet, &client, &watch, &fleet.paced, Some(PACED_EVERY), options.wait).await?;
+    tracing::info!(who, size, p99 = ?paced_first_sync.quantile(0.99), "paced first sync under load");
 
     let total = emulator.stats();
     let peak_rss = process.as_ref().map(ControllerProcess::peak_rss).transpose()?;
@@ -184,8 +197,39 @@ async fn measure(
         synced_before_rotation,
         rotation,
         first_sync,
+        paced_first_sync,
         peak_rss,
     })
+}
+
+/// Creates `objects` (all at once, or one `every` so often) and measures
+/// the time from each creation to its Secret holding the current value.
+async fn measure_first_sync(
+    fleet: &Fleet,
+    client: &kube::Client,
+    watch: &SecretWatch,
+    objects: &[fleet::Object],
+    every: Option<Duration>,
+    wait: Duration,
+) -> anyhow::Result<Latencies> {
+    let sent = fleet.apply(client, objects, every).await?;
+    let expected = fleet.expected(objects);
+    let seen = watch.wait_for(&expected, wait).await;
+    let pairs: Vec<_> = sent.into_iter().zip(seen).collect();
+    log_slowest("first sync", &expected, &pairs);
+    Ok(Latencies::new(pairs, wait))
+}
+
+/// Logs the Secret that took longest in `phase` (or did not make it), to
+/// tell an outlier from a trend.
+fn log_slowest(phase: &str, expected: &[(String, String)], pairs: &[(Instant, Option<Instant>)]) {
+    let slowest = expected.iter().zip(pairs).max_by_key(|(_, (start, end))| {
+        end.map_or(Duration::MAX, |end| end.saturating_duration_since(*start))
+    });
+    if let Some(((secret, _), (start, end))) = slowest {
+        let after = end.map(|end| end.saturating_duration_since(*start));
+        tracing::info!(phase, secret, ?after, "slowest Secret");
+    }
 }
 
 /// Twice the time the controller's budget needs to read every secret once

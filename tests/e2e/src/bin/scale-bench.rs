@@ -30,7 +30,7 @@ struct Args {
     /// Secrets rotated at once.
     #[arg(long, default_value_t = 100)]
     rotations: usize,
-    /// ExternalSecrets applied under load for the first-sync figure.
+    /// ExternalSecrets applied under load for each first-sync figure (at once, then paced).
     #[arg(long, default_value_t = 50)]
     late: usize,
     /// Length of the steady window, in seconds.

@@ -3,7 +3,7 @@
 //! secret) reading them, half by id and half by name, 10 % of them sharing
 //! their remote secret with another ExternalSecret.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures::{StreamExt as _, TryStreamExt as _};
@@ -47,14 +47,17 @@ pub struct Fleet {
     pub secrets: Vec<RemoteSecret>,
     /// The ExternalSecrets present from the start.
     pub objects: Vec<Object>,
-    /// The ExternalSecrets applied later, for the first-sync measurement.
+    /// The ExternalSecrets applied later all at once, for the first-sync
+    /// measurement.
     pub late: Vec<Object>,
+    /// As many more, applied later one at a time.
+    pub paced: Vec<Object>,
     rotations: usize,
 }
 
 impl Fleet {
     /// Creates the remote secrets of a fleet of `size` ExternalSecrets (plus
-    /// `late` more, reading the same secrets) in `emulator`.
+    /// twice `late` more, reading the same secrets) in `emulator`.
     ///
     /// Objects `2k` and `2k + 1` below `size / 10` share one secret (one
     /// reads it by id, the other by name); every other object has its own.
@@ -85,8 +88,10 @@ impl Fleet {
             .collect();
         // Spread the late objects over the secrets with a stride prime to
         // typical sizes.
-        let late = (size..size + late).map(|index| object(index, index * 7919 % secret_count)).collect();
-        Ok(Self { namespace: namespace.to_owned(), secrets, objects, late, rotations: 0 })
+        let mut late: Vec<Object> =
+            (size..size + 2 * late).map(|index| object(index, index * 7919 % secret_count)).collect();
+        let paced = late.split_off(late.len() / 2);
+        Ok(Self { namespace: namespace.to_owned(), secrets, objects, late, paced, rotations: 0 })
     }
 
     /// The ExternalSecret manifest of `object`, as an app team would write it.
@@ -118,27 +123,41 @@ impl Fleet {
         Ok(())
     }
 
-    /// Creates `objects` in the cluster, a few at a time; returns when each
-    /// was sent (the start of its first-sync time).
-    pub async fn apply(&self, client: &Client, objects: &[Object]) -> anyhow::Result<Vec<Instant>> {
+    /// Creates `objects` in the cluster, a few at a time, or one `every` so
+    /// often; returns when each was sent (the start of its first-sync time).
+    pub async fn apply(
+        &self,
+        client: &Client,
+        objects: &[Object],
+        every: Option<Duration>,
+    ) -> anyhow::Result<Vec<Instant>> {
         let gvk = GroupVersionKind::gvk("kubernetes-client.io", "v1", "ExternalSecret");
         let api: Api<DynamicObject> =
             Api::namespaced_with(client.clone(), &self.namespace, &ApiResource::from_gvk(&gvk));
-        futures::stream::iter(objects)
-            .map(|object| {
-                let api = &api;
-                async move {
-                    let manifest: DynamicObject = serde_json::from_value(self.manifest(object))?;
-                    let sent = Instant::now();
-                    api.create(&PostParams::default(), &manifest)
-                        .await
-                        .with_context(|| format!("create ExternalSecret {}", object.name))?;
-                    anyhow::Ok(sent)
-                }
-            })
-            .buffered(CREATE_CONCURRENCY)
-            .try_collect()
+        let Some(period) = every else {
+            return futures::stream::iter(objects)
+                .map(|object| self.create(&api, object))
+                .buffered(CREATE_CONCURRENCY)
+                .try_collect()
+                .await;
+        };
+        let mut ticks = tokio::time::interval(period);
+        let mut sent = Vec::with_capacity(objects.len());
+        for object in objects {
+            ticks.tick().await;
+            sent.push(self.create(&api, object).await?);
+        }
+        Ok(sent)
+    }
+
+    /// Creates `object` through `api`; returns when it was sent.
+    async fn create(&self, api: &Api<DynamicObject>, object: &Object) -> anyhow::Result<Instant> {
+        let manifest: DynamicObject = serde_json::from_value(self.manifest(object))?;
+        let sent = Instant::now();
+        api.create(&PostParams::default(), &manifest)
             .await
+            .with_context(|| format!("create ExternalSecret {}", object.name))?;
+        Ok(sent)
     }
 
     /// Rotates the secrets at `indices` (a new version with a new password
@@ -193,8 +212,11 @@ mod tests {
         }
         assert_eq!(readers.values().filter(|&&n| n == 2).count(), 5);
         assert_eq!(readers.len(), 95, "every secret is read");
-        assert_eq!(fleet.late.len(), 6);
-        assert!(fleet.late.iter().all(|o| o.secret < 95 && o.name.as_str() >= "es-00100"));
+        assert_eq!((fleet.late.len(), fleet.paced.len()), (6, 6));
+        assert!(
+            fleet.late.iter().chain(&fleet.paced).all(|o| o.secret < 95 && o.name.as_str() >= "es-00100")
+        );
+        assert_eq!(fleet.paced[0].name, "es-00106");
 
         let by_name = fleet.manifest(&fleet.objects[1]);
         assert_eq!(by_name["spec"]["keyByName"], true);
