@@ -111,7 +111,7 @@ const fn default_ttl_ms() -> u64 {
     1000
 }
 const fn default_memory_mib() -> u64 {
-    256
+    crate::prefetch::DEFAULT_MEMORY_MIB
 }
 const fn default_part_mib() -> u64 {
     8

@@ -104,7 +104,7 @@ pub struct MountArgs {
     #[arg(long, default_value_t = 1000, help_heading = "Caching")]
     pub negative_ttl_ms: u64,
     /// Memory for read prefetching, per mount, in MiB.
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65536), help_heading = "Performance")]
+    #[arg(long, default_value_t = crate::prefetch::DEFAULT_MEMORY_MIB, value_parser = clap::value_parser!(u64).range(1..=65536), help_heading = "Performance")]
     pub prefetch_memory_mib: u64,
     /// Upload part size in MiB.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(5..=5120), help_heading = "Performance")]

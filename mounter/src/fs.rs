@@ -9,8 +9,11 @@
 //! - a file is an object; a directory is a key prefix ending in `/`, with or
 //!   without a zero-byte marker object of that name;
 //! - `lookup` asks the parent's cached listing when fresh, then a negative
-//!   cache, then the server (HeadObject and a one-key listing in parallel);
-//!   a directory shadows a file of the same name;
+//!   cache, then the server: GetObject of the file's first bytes and, in
+//!   parallel, a listing of the parent, one page, cached as its listing when
+//!   that is the whole directory (in larger ones, a one-key listing of
+//!   `name/`); a directory shadows a file of the same name. The bytes go to
+//!   [`head_cache`] for the first reads;
 //! - `readdir` lists with delimiter `/`, all pages, and caches the result for
 //!   the metadata TTL;
 //! - reads go through [`crate::prefetch`]; new files and `O_TRUNC` rewrites
@@ -19,6 +22,7 @@
 //!   directory rename answers `EXDEV`, which makes `mv` copy and delete.
 
 pub mod error;
+pub mod head_cache;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,14 +33,19 @@ use bytes::Bytes;
 use tokio::sync::Semaphore;
 
 pub use self::error::{FsError, Result, ToErrno};
+use self::head_cache::{HEAD_BYTES, HeadCache};
 use crate::inode::{Inode, InodeTable, Kind, Listing, ROOT};
 use crate::metrics::Metrics;
 use crate::prefetch::{PrefetchConfig, Reader};
 use crate::staging::Staged;
-use crate::store::{ObjectMeta, ObjectStore, StoreError};
+use crate::store::{ListPage, ObjectMeta, ObjectStore, StoreError};
 use crate::upload::{Upload, UploadConfig};
 
 const LIST_PAGE: usize = 1000;
+/// How long a directory found larger than one page is not listed again at
+/// lookup (a directory rarely shrinks below a page, and listing a page for
+/// one name is the costly mistake).
+const LARGE_DIR_MEMORY: Duration = Duration::from_secs(60);
 
 /// How the filesystem presents the bucket.
 #[derive(Debug, Clone)]
@@ -146,9 +155,12 @@ pub struct Fs<S> {
     config: FsConfig,
     inodes: InodeTable,
     negative: Mutex<HashMap<(u64, String), Instant>>,
+    /// Directories found larger than one listing page, and when.
+    large_dirs: Mutex<HashMap<u64, Instant>>,
     handles: Mutex<HashMap<u64, Arc<Handle<S>>>>,
     next_handle: AtomicU64,
     budget: Arc<Semaphore>,
+    heads: HeadCache,
     metrics: Metrics,
 }
 
@@ -169,18 +181,38 @@ fn valid_name(name: &str) -> Result<&str> {
     Ok(name)
 }
 
+/// Adds the entries of one listing page of `prefix` to `children`. A
+/// directory shadows a file of the same name, whichever page each is on.
+fn add_page(children: &mut BTreeMap<String, (Kind, Option<ObjectMeta>)>, prefix: &str, page: ListPage) {
+    for common in page.prefixes {
+        let name = common[prefix.len()..].trim_end_matches('/');
+        if valid_name(name).is_ok() {
+            children.insert(name.to_owned(), (Kind::Dir, None));
+        }
+    }
+    for (key, meta) in page.objects {
+        let name = &key[prefix.len()..];
+        if valid_name(name).is_ok() && !children.contains_key(name) {
+            children.insert(name.to_owned(), (Kind::File, Some(meta)));
+        }
+    }
+}
+
 impl<S: ObjectStore> Fs<S> {
     /// The filesystem over `store`.
     pub fn new(store: Arc<S>, config: FsConfig, metrics: Metrics) -> Self {
         let budget = config.prefetch.budget();
+        let heads = HeadCache::new(config.metadata_ttl, head_cache::CAPACITY);
         Self {
             inodes: InodeTable::new(config.prefix.clone()),
             store,
             config,
             negative: Mutex::new(HashMap::new()),
+            large_dirs: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             budget,
+            heads,
             metrics,
         }
     }
@@ -226,7 +258,7 @@ impl<S: ObjectStore> Fs<S> {
 
     /// Drops what is cached about `name` in `parent` after a change.
     fn changed(&self, parent: &Inode, name: &str) {
-        *parent.listing() = None;
+        parent.forget_listing();
         lock(&self.negative).remove(&(parent.ino, name.to_owned()));
     }
 
@@ -271,17 +303,42 @@ impl<S: ObjectStore> Fs<S> {
             return Err(FsError::NotFound);
         }
         let file_key = parent.child_key(name, Kind::File);
-        let dir_key = parent.child_key(name, Kind::Dir);
-        let (file, dir) = tokio::join!(self.store.head(&file_key), self.store.list(&dir_key, 1, None));
-        let dir = dir?;
-        if !dir.objects.is_empty() || !dir.prefixes.is_empty() {
+        let (file, is_dir) =
+            tokio::join!(self.store.get_head(&file_key, HEAD_BYTES), self.probe_dir(&parent, name));
+        if is_dir? {
             return Ok(self.attr(&self.inodes.child(&parent, name, Kind::Dir, None)));
         }
-        if let Some(meta) = file? {
-            return Ok(self.attr(&self.inodes.child(&parent, name, Kind::File, Some(&meta))));
+        if let Some(head) = file? {
+            let inode = self.inodes.child(&parent, name, Kind::File, Some(&head.meta));
+            self.heads.insert(inode.ino, head);
+            return Ok(self.attr(&inode));
         }
         lock(&self.negative).insert((parent.ino, name.to_owned()), Instant::now());
         Err(FsError::NotFound)
+    }
+
+    /// Whether `name/` is a directory in `parent`. A directory not known to
+    /// be large is listed, one page: when that page is the whole directory,
+    /// it answers this lookup and, cached as the parent's listing, the
+    /// lookups of its siblings (reading many files of a directory then costs
+    /// one GET each). A larger directory is asked about `name/` alone.
+    async fn probe_dir(&self, parent: &Inode, name: &str) -> Result<bool> {
+        let remembered = LARGE_DIR_MEMORY.max(self.config.metadata_ttl);
+        let large = lock(&self.large_dirs).get(&parent.ino).is_some_and(|at| at.elapsed() < remembered);
+        if !large {
+            let changes = parent.changes();
+            let page = self.store.list(&parent.key, LIST_PAGE, None).await?;
+            if page.next.is_none() {
+                let mut children = BTreeMap::new();
+                add_page(&mut children, &parent.key, page);
+                let is_dir = matches!(children.get(name), Some((Kind::Dir, _)));
+                parent.cache_listing(changes, Listing { fetched: Instant::now(), children });
+                return Ok(is_dir);
+            }
+            lock(&self.large_dirs).insert(parent.ino, Instant::now());
+        }
+        let page = self.store.list(&parent.child_key(name, Kind::Dir), 1, None).await?;
+        Ok(!page.objects.is_empty() || !page.prefixes.is_empty())
     }
 
     /// The attributes of `ino`, revalidated with HeadObject after the TTL.
@@ -321,6 +378,7 @@ impl<S: ObjectStore> Fs<S> {
             Some(_) if inode.kind == Kind::Dir => return Err(FsError::IsADirectory),
             Some(0) => {
                 self.writable()?;
+                self.heads.remove(inode.ino);
                 if !inode.stat().pending {
                     self.store.put(&inode.key, Bytes::new()).await?;
                     let mut stat = inode.stat();
@@ -342,28 +400,18 @@ impl<S: ObjectStore> Fs<S> {
         {
             return Ok(listing.children.clone());
         }
+        let changes = dir.changes();
         let mut children = BTreeMap::new();
         let mut token = None;
         loop {
-            let page = self.store.list(&dir.key, LIST_PAGE, token).await?;
-            for prefix in page.prefixes {
-                let name = prefix[dir.key.len()..].trim_end_matches('/');
-                if valid_name(name).is_ok() {
-                    children.insert(name.to_owned(), (Kind::Dir, None));
-                }
-            }
-            for (key, meta) in page.objects {
-                let name = &key[dir.key.len()..];
-                if valid_name(name).is_ok() && !children.contains_key(name) {
-                    children.insert(name.to_owned(), (Kind::File, Some(meta)));
-                }
-            }
-            token = page.next;
+            let mut page = self.store.list(&dir.key, LIST_PAGE, token).await?;
+            token = page.next.take();
+            add_page(&mut children, &dir.key, page);
             if token.is_none() {
                 break;
             }
         }
-        *dir.listing() = Some(Listing { fetched: Instant::now(), children: children.clone() });
+        dir.cache_listing(changes, Listing { fetched: Instant::now(), children: children.clone() });
         Ok(children)
     }
 
@@ -428,7 +476,10 @@ impl<S: ObjectStore> Fs<S> {
         if mode.write {
             return self.start_staged(inode, size, mode.truncate, pid).await;
         }
-        let reader = Reader::new(
+        let etag = inode.stat().etag.clone();
+        let head = self.heads.get(inode.ino, &etag);
+        self.metrics.cache("head", head.is_some());
+        let mut reader = Reader::new(
             self.store.clone(),
             inode.key.clone(),
             size,
@@ -436,10 +487,15 @@ impl<S: ObjectStore> Fs<S> {
             self.budget.clone(),
             self.metrics.clone(),
         );
+        if let Some(head) = head {
+            reader.seed(head);
+        }
+        reader.start();
         Ok(self.add_handle(Handle::Read(tokio::sync::Mutex::new(reader))))
     }
 
     fn start_upload(&self, inode: Arc<Inode>, opener: u32) -> u64 {
+        self.heads.remove(inode.ino);
         self.inodes.set_pending(&inode, true);
         {
             let mut stat = inode.stat();
@@ -463,6 +519,7 @@ impl<S: ObjectStore> Fs<S> {
             self.config.upload,
         )
         .await?;
+        self.heads.remove(inode.ino);
         self.inodes.set_pending(&inode, true);
         inode.stat().size = staged.len();
         Ok(self.add_handle(Handle::Staged(Writer { inode, body: tokio::sync::Mutex::new(staged), opener })))
@@ -573,6 +630,7 @@ impl<S: ObjectStore> Fs<S> {
             }
             Handle::Read(_) | Handle::Dir(_) => return Ok(()),
         };
+        self.heads.remove(inode.ino);
         {
             let mut stat = inode.stat();
             stat.mtime = SystemTime::now();
@@ -603,6 +661,7 @@ impl<S: ObjectStore> Fs<S> {
             return Err(FsError::IsADirectory);
         }
         let parent = self.dir(parent)?;
+        self.heads.remove(attr.ino);
         self.store.delete(&parent.child_key(name, Kind::File)).await?;
         self.inodes.remove(parent.ino, name);
         self.changed(&parent, name);
@@ -660,9 +719,11 @@ impl<S: ObjectStore> Fs<S> {
         }
         match self.lookup(new_parent, new_name).await {
             Ok(target) if target.kind == Kind::Dir => return Err(FsError::IsADirectory),
-            Ok(_) | Err(FsError::NotFound) => {}
+            Ok(target) => self.heads.remove(target.ino),
+            Err(FsError::NotFound) => {}
             Err(error) => return Err(error),
         }
+        self.heads.remove(source.ino);
         let (parent, new_parent) = (self.dir(parent)?, self.dir(new_parent)?);
         let from = parent.child_key(name, Kind::File);
         let to = new_parent.child_key(new_name, Kind::File);

@@ -8,6 +8,7 @@
 //! new inode replaces the old one.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime};
 
@@ -36,6 +37,8 @@ pub struct Stat {
     pub validated: Option<Instant>,
     /// Whether the file is being written and not yet uploaded.
     pub pending: bool,
+    /// The object's ETag as last seen (empty if unknown).
+    pub etag: String,
 }
 
 /// A cached directory listing.
@@ -62,6 +65,8 @@ pub struct Inode {
     pub kind: Kind,
     stat: Mutex<Stat>,
     listing: Mutex<Option<Listing>>,
+    /// Changes made through the mount (see [`Inode::forget_listing`]).
+    changes: AtomicU64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -79,6 +84,28 @@ impl Inode {
         lock(&self.listing)
     }
 
+    /// Drops the cached listing after a change through the mount.
+    pub fn forget_listing(&self) {
+        let mut listing = self.listing();
+        *listing = None;
+        self.changes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A count of [`Inode::forget_listing`] calls: read it before listing,
+    /// and pass it to [`Inode::cache_listing`].
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Relaxed)
+    }
+
+    /// Caches `listing`, unless the directory changed through the mount
+    /// since `changes` was read: the listing may then predate the change.
+    pub fn cache_listing(&self, changes: u64, listing: Listing) {
+        let mut slot = self.listing();
+        if self.changes.load(Ordering::Relaxed) == changes {
+            *slot = Some(listing);
+        }
+    }
+
     /// The key of a child named `name`, as a file or as a directory prefix.
     pub fn child_key(&self, name: &str, kind: Kind) -> String {
         match kind {
@@ -93,6 +120,7 @@ impl Inode {
         if let Some(meta) = meta {
             stat.size = meta.size;
             stat.mtime = meta.modified;
+            stat.etag.clone_from(&meta.etag);
         }
         stat.validated = Some(Instant::now());
     }
@@ -121,8 +149,15 @@ impl InodeTable {
             name: String::new(),
             key: root_prefix,
             kind: Kind::Dir,
-            stat: Mutex::new(Stat { size: 0, mtime: SystemTime::now(), validated: None, pending: false }),
+            stat: Mutex::new(Stat {
+                size: 0,
+                mtime: SystemTime::now(),
+                validated: None,
+                pending: false,
+                etag: String::new(),
+            }),
             listing: Mutex::new(None),
+            changes: AtomicU64::new(0),
         });
         let table = Table {
             by_ino: HashMap::from([(ROOT, root)]),
@@ -171,8 +206,10 @@ impl InodeTable {
                 mtime: meta.map_or_else(SystemTime::now, |m| m.modified),
                 validated: Some(Instant::now()),
                 pending: false,
+                etag: meta.map(|m| m.etag.clone()).unwrap_or_default(),
             }),
             listing: Mutex::new(None),
+            changes: AtomicU64::new(0),
         });
         table.by_ino.insert(ino, inode.clone());
         table.by_name.insert((parent.ino, name.to_owned()), ino);

@@ -12,7 +12,8 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(args.run(mounter::shutdown_signal())) {
+    // The signal handlers need the runtime, and must be in place before mounting.
+    match runtime.block_on(async { args.run(mounter::shutdown_signal()).await }) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = %mounter::error_chain(&*error), "mounter failed");

@@ -4,6 +4,7 @@
 //! [`s3::S3Store`] speaks to any S3-compatible endpoint; [`mem::MemStore`]
 //! keeps objects in memory for unit tests of the filesystem core.
 
+pub mod buffers;
 pub mod mem;
 pub mod s3;
 
@@ -71,6 +72,15 @@ pub struct ObjectMeta {
     pub etag: String,
 }
 
+/// The first bytes of an object and its metadata, from one GetObject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    /// The whole object's metadata.
+    pub meta: ObjectMeta,
+    /// Its first `min(size, asked)` bytes.
+    pub bytes: Bytes,
+}
+
 /// One page of a delimited listing.
 #[derive(Debug, Clone, Default)]
 pub struct ListPage {
@@ -88,6 +98,10 @@ pub trait ObjectStore: Send + Sync + 'static {
     fn check_access(&self) -> impl Future<Output = Result<()>> + Send;
     /// HeadObject; `Ok(None)` if absent.
     fn head(&self, key: &str) -> impl Future<Output = Result<Option<ObjectMeta>>> + Send;
+    /// GetObject of the first `len` bytes, with the object's metadata:
+    /// what HeadObject answers plus the start of the body, in one request.
+    /// `Ok(None)` if absent.
+    fn get_head(&self, key: &str, len: u64) -> impl Future<Output = Result<Option<ObjectHead>>> + Send;
     /// A ranged GetObject.
     fn get_range(&self, key: &str, range: Range<u64>) -> impl Future<Output = Result<Bytes>> + Send;
     /// ListObjectsV2 with delimiter `/`, one page.

@@ -10,10 +10,11 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
+use crate::store::buffers::{BufferPool, Pooled};
 use crate::store::{ObjectStore, Result, StoreError};
 
 /// S3's part-count limit.
@@ -67,7 +68,10 @@ pub struct Upload<S> {
     store: Arc<S>,
     key: String,
     config: UploadConfig,
-    buffer: BytesMut,
+    /// The part being filled.
+    buffer: Option<Pooled>,
+    /// Buffers of parts sent, for the next parts.
+    buffers: Arc<BufferPool>,
     written: u64,
     multipart: Option<Multipart>,
     in_flight: Arc<Semaphore>,
@@ -91,7 +95,8 @@ impl<S: ObjectStore> Upload<S> {
             store,
             key,
             config,
-            buffer: BytesMut::new(),
+            buffer: None,
+            buffers: BufferPool::new(config.part_size.saturating_mul(config.max_parallel_parts + 1)),
             written: 0,
             multipart: None,
             in_flight,
@@ -117,11 +122,28 @@ impl<S: ObjectStore> Upload<S> {
         if offset != self.written {
             return Err(UploadError::NotSequential { offset, written: self.written });
         }
-        self.buffer.extend_from_slice(data);
         self.written += data.len() as u64;
-        while self.buffer.len() >= self.config.part_size {
-            let part = self.buffer.split_to(self.config.part_size).freeze();
-            self.send_part(part).await?;
+        // Once the file is known to be large, each part fills a buffer of its
+        // exact size, the buffer of a part already sent when there is one: a
+        // growing buffer would reallocate and copy its contents several times
+        // per part, and freed part buffers stay resident with glibc (see
+        // `store::buffers`). The first part starts at the write's size and
+        // grows, as a small file fits.
+        let part_size = self.config.part_size;
+        let mut data = data;
+        while !data.is_empty() {
+            let first_part = self.multipart.is_none();
+            let buffer = self.buffer.get_or_insert_with(|| {
+                self.buffers.take(if first_part { data.len().min(part_size) } else { part_size })
+            });
+            let take = data.len().min(part_size - buffer.len());
+            buffer.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if buffer.len() == part_size
+                && let Some(part) = self.buffer.take()
+            {
+                self.send_part(part.freeze()).await?;
+            }
         }
         Ok(())
     }
@@ -164,7 +186,7 @@ impl<S: ObjectStore> Upload<S> {
     }
 
     async fn finish(&mut self) -> Result<(), UploadError> {
-        let rest = self.buffer.split().freeze();
+        let rest = self.buffer.take().map(Pooled::freeze).unwrap_or_default();
         if self.multipart.is_none() {
             return Ok(self.store.put(&self.key, rest).await?);
         }

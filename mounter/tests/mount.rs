@@ -184,6 +184,20 @@ fn read_write_list_rename_and_delete() {
 }
 
 #[test]
+fn an_empty_object_looked_up_by_name_is_an_empty_file() {
+    block_on(async {
+        let s3 = TestS3::shared().await;
+        let bucket = s3.bucket().await.unwrap();
+        // Alone in its directory, so the lookup fetches its head: S3 answers
+        // 416 to a range of an empty object.
+        bucket.put("e/empty", "").await.unwrap();
+        let (_credentials, mnt) = root_mount(s3, &bucket);
+        assert_eq!(std::fs::metadata(mnt.join("e/empty")).unwrap().len(), 0);
+        assert_eq!(std::fs::read(mnt.join("e/empty")).unwrap(), b"");
+    });
+}
+
+#[test]
 fn a_prefix_is_the_root_and_read_only_mounts_refuse_writes() {
     block_on(async {
         let s3 = TestS3::shared().await;

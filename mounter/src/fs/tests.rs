@@ -78,6 +78,89 @@ async fn listed_entries_carry_their_attributes_without_asking_the_server() {
 }
 
 #[tokio::test]
+async fn a_small_file_is_looked_up_and_read_with_one_get_and_no_head() {
+    let (store, fs) = fs_with(&[("d/f", "small body")], "");
+    let d = fs.lookup(ROOT, "d").await.unwrap();
+    let (gets, lists) = (store.gets(), store.lists());
+    let f = fs.lookup(d.ino, "f").await.unwrap();
+    assert_eq!((f.kind, f.size), (Kind::File, 10));
+    assert_eq!(read_all(&fs, f.ino).await, b"small body");
+    assert_eq!(store.gets() - gets, 1, "the GET at lookup serves the reads");
+    assert_eq!(store.lists() - lists, 1, "the directory probe");
+    assert_eq!(store.heads(), 0);
+}
+
+#[tokio::test]
+async fn the_listing_made_at_a_lookup_answers_the_siblings() {
+    let (store, fs) = fs_with(&[("d/a", "A"), ("d/b", "BB"), ("d/c/x", "X")], "");
+    let d = fs.lookup(ROOT, "d").await.unwrap();
+    let (gets, lists) = (store.gets(), store.lists());
+    fs.lookup(d.ino, "a").await.unwrap();
+    let b = fs.lookup(d.ino, "b").await.unwrap();
+    assert_eq!(fs.lookup(d.ino, "c").await.unwrap().kind, Kind::Dir);
+    assert!(matches!(fs.lookup(d.ino, "missing").await, Err(FsError::NotFound)));
+    assert_eq!(store.lists() - lists, 1, "one listing of d/");
+    assert_eq!(read_all(&fs, b.ino).await, b"BB");
+    assert_eq!(store.gets() - gets, 2, "the head of a, then b read at open");
+}
+
+#[tokio::test]
+async fn a_directory_larger_than_a_page_is_probed_name_by_name() {
+    let mut keys: Vec<(String, &str)> = (0..1500).map(|i| (format!("big/{i:05}"), "")).collect();
+    keys.push(("big/zz".into(), "file"));
+    keys.push(("big/zz/x".into(), "X"));
+    keys.push(("big/zy".into(), "file"));
+    let objects: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let (store, fs) = fs_with(&objects, "");
+    let big = fs.lookup(ROOT, "big").await.unwrap();
+    let lists = store.lists();
+    assert_eq!(fs.lookup(big.ino, "zz").await.unwrap().kind, Kind::Dir, "a directory shadows a file");
+    assert_eq!(store.lists() - lists, 2, "the first page, then the name");
+    assert_eq!(fs.lookup(big.ino, "zy").await.unwrap().kind, Kind::File);
+    assert_eq!(store.lists() - lists, 3, "the name alone, once the directory is known to be large");
+}
+
+#[tokio::test]
+async fn a_file_larger_than_its_head_reads_whole() {
+    let body: Vec<u8> = (0..300 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let store = Arc::new(MemStore::default());
+    store.insert("big", body.clone());
+    let fs = Fs::new(store.clone(), FsConfig::default(), Metrics::default());
+    let ino = fs.lookup(ROOT, "big").await.unwrap().ino;
+    let fh = fs.open(ino, READ, PID).await.unwrap();
+    let mut got = Vec::new();
+    loop {
+        let chunk = fs.read(fh, got.len() as u64, 50_000).await.unwrap();
+        if chunk.is_empty() {
+            break;
+        }
+        got.extend_from_slice(&chunk);
+    }
+    assert_eq!(got, body);
+    assert_eq!(store.heads(), 0);
+}
+
+#[tokio::test]
+async fn a_cached_head_is_not_served_after_the_file_changes() {
+    // Through the mount: the rewrite evicts the head.
+    let (_, fs) = fs_with(&[("f", "old content")], "");
+    let ino = fs.lookup(ROOT, "f").await.unwrap().ino;
+    let fh = fs.open(ino, WRITE, PID).await.unwrap();
+    fs.write(fh, 0, b"new").await.unwrap();
+    fs.release(fh).await.unwrap();
+    assert_eq!(read_all(&fs, ino).await, b"new");
+
+    // On the server, once the attributes are revalidated: another ETag.
+    let store = Arc::new(MemStore::default());
+    store.insert("f", "version one");
+    let config = FsConfig { metadata_ttl: Duration::ZERO, ..FsConfig::default() };
+    let fs = Fs::new(store.clone(), config, Metrics::default());
+    let ino = fs.lookup(ROOT, "f").await.unwrap().ino;
+    store.insert("f", "version two, longer");
+    assert_eq!(read_all(&fs, ino).await, b"version two, longer");
+}
+
+#[tokio::test]
 async fn the_prefix_is_the_root() {
     let (store, fs) = fs_with(&[("p/in", "1"), ("out", "2")], "p/");
     assert_eq!(names(&fs, ROOT).await, [".", "..", "in"]);

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{ListPage, ObjectMeta, ObjectStore, Result, StoreError};
+use super::{ListPage, ObjectHead, ObjectMeta, ObjectStore, Result, StoreError};
 
 /// Objects in a map, with multipart uploads assembled in memory.
 #[derive(Debug, Default)]
@@ -17,6 +17,8 @@ pub struct MemStore {
     uploads: Mutex<HashMap<String, BTreeMap<u16, Bytes>>>,
     next_id: AtomicU64,
     gets: AtomicU64,
+    heads: AtomicU64,
+    lists: AtomicU64,
 }
 
 impl MemStore {
@@ -30,9 +32,19 @@ impl MemStore {
         self.objects.lock().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect()
     }
 
-    /// How many ranged GETs were served.
+    /// How many GETs (ranged or of the head) were served.
     pub fn gets(&self) -> u64 {
         self.gets.load(Ordering::Relaxed)
+    }
+
+    /// How many HeadObject requests were served.
+    pub fn heads(&self) -> u64 {
+        self.heads.load(Ordering::Relaxed)
+    }
+
+    /// How many listing pages were served.
+    pub fn lists(&self) -> u64 {
+        self.lists.load(Ordering::Relaxed)
     }
 
     /// Stores `body` at `key`.
@@ -51,7 +63,17 @@ impl ObjectStore for MemStore {
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        self.heads.fetch_add(1, Ordering::Relaxed);
         Ok(self.objects.lock().unwrap_or_else(PoisonError::into_inner).get(key).map(|(_, meta)| meta.clone()))
+    }
+
+    async fn get_head(&self, key: &str, len: u64) -> Result<Option<ObjectHead>> {
+        self.gets.fetch_add(1, Ordering::Relaxed);
+        let objects = self.objects.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(objects.get(key).map(|(body, meta)| {
+            let end = usize::try_from(len).unwrap_or(usize::MAX).min(body.len());
+            ObjectHead { meta: meta.clone(), bytes: body.slice(..end) }
+        }))
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
@@ -64,6 +86,7 @@ impl ObjectStore for MemStore {
     }
 
     async fn list(&self, prefix: &str, max_keys: usize, continuation: Option<String>) -> Result<ListPage> {
+        self.lists.fetch_add(1, Ordering::Relaxed);
         let objects = self.objects.lock().unwrap_or_else(PoisonError::into_inner);
         let start = continuation.unwrap_or_default();
         // (name, metadata): a common prefix has no metadata.
