@@ -20,7 +20,7 @@ use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{PredicateConfig, WatchStreamExt as _, predicates, reflector, watcher};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt as _};
 use prometheus_client::registry::Registry;
 
 use crate::crd::ExternalSecret;
@@ -187,8 +187,11 @@ async fn run_controllers<P: SecretsManager + 'static>(
             // trigger a sync; polling is driven by requeues. Every event
             // also updates the schedule's costs.
             let (tracker, cache) = (ctx.clone(), reader.clone());
+            // The cache keeps every ExternalSecret, without the
+            // managedFields the controller never reads.
             let trigger = watcher(externals, watcher::Config::default())
                 .default_backoff()
+                .modify(|es| es.managed_fields_mut().clear())
                 .reflect(writer)
                 .inspect_ok(move |event| tracker.track(index, event, &cache))
                 .applied_objects()
