@@ -45,7 +45,10 @@ async fn small_scale_run_syncs_everything_without_throttling() {
     assert_eq!(controller.synced_before_rotation, 60, "{controller:?}");
     assert!(controller.rotation.complete() && controller.rotation.expected >= 10, "{controller:?}");
     assert!(controller.first_sync.complete() && controller.first_sync.expected == 5, "{controller:?}");
-    assert!(controller.paced_first_sync.complete() && controller.paced_first_sync.expected == 5, "{controller:?}");
+    assert!(
+        controller.paced_first_sync.complete() && controller.paced_first_sync.expected == 5,
+        "{controller:?}"
+    );
     assert!(controller.peak_rss.is_some_and(|rss| rss > 0));
     let baseline = result.baseline.as_ref().unwrap();
     assert!(baseline.throttled > 0, "60 objects polled at once exceed 20 requests per second: {baseline:?}");
