@@ -18,9 +18,9 @@ use controller::provider::BudgetConfig;
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt as _};
 use serde_json::json;
-use sm_emulator::{Emulator, EmulatorConfig};
+use sm_emulator::Emulator;
 use sync_support::{
-    RunningController, SyncTest, all_ready, apply_kes_objects, client_config, ready, seed_user, test_config,
+    RunningController, SyncTest, all_ready, apply_kes_objects, client_config, ready, seed_users, test_config,
     value, wait_external_secret, wait_for, wait_secret,
 };
 
@@ -75,16 +75,9 @@ fn start_controller(client: Client, namespace: &str, emu: &Emulator) -> RunningC
 
 #[tokio::test]
 async fn only_changed_secrets_are_read_again() -> anyhow::Result<()> {
-    let SyncTest { client, namespace, emu: _ } = SyncTest::start().await?;
+    let SyncTest { client, namespace, emu } = SyncTest::start_throttled(QUOTA).await?;
     let ns = namespace.name();
-    let emu = Emulator::start(
-        EmulatorConfig { rate_limit: QUOTA, retry_after: true, ..EmulatorConfig::default() },
-        "127.0.0.1:0".parse()?,
-    )
-    .await?;
-    let ids: Vec<String> = (0..REMOTE_SECRETS)
-        .map(|index| seed_user(&emu, &format!("user-{index}"), "first-password"))
-        .collect();
+    let ids = seed_users(&emu, REMOTE_SECRETS, "first-password");
     let group = emu.store().create_group("unrelated", None)?["id"].as_str().expect("a group id").to_owned();
     for index in 0..UNRELATED {
         emu.store().create_secret(json!({
@@ -153,16 +146,9 @@ async fn only_changed_secrets_are_read_again() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn a_restart_reads_only_what_changed_meanwhile() -> anyhow::Result<()> {
-    let SyncTest { client, namespace, emu: _ } = SyncTest::start().await?;
+    let SyncTest { client, namespace, emu } = SyncTest::start_throttled(QUOTA).await?;
     let ns = namespace.name();
-    let emu = Emulator::start(
-        EmulatorConfig { rate_limit: QUOTA, retry_after: true, ..EmulatorConfig::default() },
-        "127.0.0.1:0".parse()?,
-    )
-    .await?;
-    let ids: Vec<String> = (0..REMOTE_SECRETS)
-        .map(|index| seed_user(&emu, &format!("user-{index}"), "first-password"))
-        .collect();
+    let ids = seed_users(&emu, REMOTE_SECRETS, "first-password");
     let first = start_controller(client.clone(), ns, &emu);
     apply_kes_objects(&client, ns, &ids, OBJECTS, name, 8).await;
     let externals: Api<ExternalSecret> = Api::namespaced(client.clone(), ns);

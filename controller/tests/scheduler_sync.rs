@@ -13,12 +13,10 @@ use controller::provider::BudgetConfig;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use serde_json::json;
-use sm_emulator::{Emulator, EmulatorConfig};
 use sync_support::{
-    RunningController, all_ready, apply_kes_objects, client_config, install_crd, poll_until, seed_user,
+    RunningController, SyncTest, all_ready, apply_kes_objects, client_config, poll_until, seed_users,
     test_config, value,
 };
-use test_platform::TestCluster;
 
 /// The emulator's quota, requests per second.
 const QUOTA: u32 = 10;
@@ -45,19 +43,9 @@ fn name(index: usize) -> String {
 
 #[tokio::test]
 async fn hundreds_of_external_secrets_stay_within_the_quota() -> anyhow::Result<()> {
-    let cluster = TestCluster::shared().await;
-    let client = cluster.client().await?;
-    let ns = cluster.namespace().await?;
-    let ns = ns.name();
-    install_crd(&client).await;
-    let emu = Emulator::start(
-        EmulatorConfig { rate_limit: QUOTA, retry_after: true, ..EmulatorConfig::default() },
-        "127.0.0.1:0".parse()?,
-    )
-    .await?;
-    let ids: Vec<String> = (0..REMOTE_SECRETS)
-        .map(|index| seed_user(&emu, &format!("user-{index}"), "first-password"))
-        .collect();
+    let SyncTest { client, namespace, emu } = SyncTest::start_throttled(QUOTA).await?;
+    let ns = namespace.name();
+    let ids = seed_users(&emu, REMOTE_SECRETS, "first-password");
 
     let mut config = test_config(&[ns]);
     config.poll_interval = Duration::from_secs(2);

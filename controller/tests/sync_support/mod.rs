@@ -56,11 +56,22 @@ pub struct SyncTest {
 impl SyncTest {
     /// Prepares the cluster and the emulator for one test.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(emulator().await).await
+    }
+
+    /// The same with an emulator admitting `quota` requests per second and
+    /// answering `429` with `Retry-After` beyond.
+    pub async fn start_throttled(quota: u32) -> anyhow::Result<Self> {
+        let config = EmulatorConfig { rate_limit: quota, retry_after: true, ..EmulatorConfig::default() };
+        Self::start_with(Emulator::start(config, "127.0.0.1:0".parse()?).await?).await
+    }
+
+    async fn start_with(emu: Emulator) -> anyhow::Result<Self> {
         let cluster = TestCluster::shared().await;
         let client = cluster.client().await?;
         let namespace = cluster.namespace().await?;
         install_crd(&client).await;
-        Ok(Self { client, namespace, emu: emulator().await })
+        Ok(Self { client, namespace, emu })
     }
 }
 
@@ -212,6 +223,12 @@ pub fn seed_user(emulator: &Emulator, name: &str, password: &str) -> String {
         .create_secret(json!({"secret_type": "username_password", "name": name, "username": "app", "password": password}))
         .expect("seed");
     created["id"].as_str().unwrap().to_owned()
+}
+
+/// Seeds `count` `username_password` secrets `user-<index>` with
+/// `password`; returns their ids in index order.
+pub fn seed_users(emulator: &Emulator, count: usize, password: &str) -> Vec<String> {
+    (0..count).map(|index| seed_user(emulator, &format!("user-{index}"), password)).collect()
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, failing after
