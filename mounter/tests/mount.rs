@@ -644,8 +644,7 @@ fn a_killed_mounter_leaves_no_dead_mount() {
     block_on(async {
         let s3 = TestS3::shared().await;
         let bucket = s3.bucket().await.unwrap();
-        let credentials = CredentialsDir::for_key(s3.root_key());
-        let mut mnt = mount(s3, &bucket, &credentials, &[]);
+        let (_credentials, mut mnt) = root_mount(s3, &bucket);
         let path = mnt.path().to_owned();
         let child = mnt.mount.child().unwrap();
         child.kill().unwrap();
