@@ -6,6 +6,24 @@ use std::process::{Child, Command, Stdio};
 use anyhow::Context as _;
 use test_platform::FuseMount;
 
+/// The workspace binary `name` next to the running test executable
+/// (`target/<profile>/deps/<test>-<hash>` → `target/<profile>/<name>`).
+/// `cargo test --workspace` (the README's test command) builds it before
+/// any test runs; `cargo test -p e2e` alone does not.
+///
+/// # Panics
+/// If it is not built.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let path = exe.parent().and_then(Path::parent).expect("target directory").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build -p controller -p mounter` first (the README's test command does)",
+        path.display()
+    );
+    path
+}
+
 /// A controller process, killed on drop.
 #[derive(Debug)]
 pub struct ControllerProcess {

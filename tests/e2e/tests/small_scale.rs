@@ -7,23 +7,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-fn sibling_binary(name: &str) -> PathBuf {
-    // target/debug/deps/small_scale-<hash> → target/debug/<name>
-    let exe = std::env::current_exe().expect("test executable path");
-    let path = exe.parent().and_then(std::path::Path::parent).expect("target directory").join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo build -p controller` first (the README's test command does)",
-        path.display()
-    );
-    path
-}
-
 #[tokio::test]
 async fn small_scale_run_syncs_everything_without_throttling() {
     let log_dir = tempfile::tempdir().unwrap();
     let options = e2e::scale::ScaleOptions {
-        controller: sibling_binary("cos-secrets-controller"),
+        controller: e2e::programs::workspace_binary("cos-secrets-controller"),
         crd: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/crds/externalsecret.yaml")),
         sizes: vec![60],
         interval: Duration::from_secs(10),
