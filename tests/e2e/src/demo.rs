@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::runtime::{conditions, wait::await_condition};
 use serde_json::json;
 use sm_emulator::{Emulator, EmulatorConfig};
@@ -215,9 +215,7 @@ spec:
       secretType: service_credentials
 "
     );
-    let gvk = GroupVersionKind::gvk("kubernetes-client.io", "v1", "ExternalSecret");
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), NAMESPACE, &ApiResource::from_gvk(&gvk));
+    let api = crate::external_secrets(client, NAMESPACE);
     for document in serde_yaml::Deserializer::from_str(&manifests) {
         let object: DynamicObject = serde::Deserialize::deserialize(document)?;
         let name = object.metadata.name.clone().context("manifest without a name")?;

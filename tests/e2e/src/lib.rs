@@ -9,6 +9,15 @@
 //! - [`scale`]: the scale benchmark, the controller against a KES-like
 //!   poller at thousands of ExternalSecrets.
 
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+
 pub mod demo;
 pub mod programs;
 pub mod scale;
+
+/// The ExternalSecrets of `namespace`, untyped, as app teams' tools see them
+/// (the e2e crate does not link the controller's types).
+pub fn external_secrets(client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("kubernetes-client.io", "v1", "ExternalSecret");
+    Api::namespaced_with(client.clone(), namespace, &ApiResource::from_gvk(&gvk))
+}

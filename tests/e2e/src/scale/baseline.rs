@@ -27,7 +27,7 @@ use anyhow::{Context as _, bail};
 use futures::StreamExt as _;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client};
 use serde::Deserialize;
@@ -102,9 +102,7 @@ impl Drop for Baseline {
 impl Poller {
     /// Tracks the ExternalSecrets; a new one is polled at once.
     async fn watch(self: Arc<Self>) {
-        let gvk = GroupVersionKind::gvk("kubernetes-client.io", "v1", "ExternalSecret");
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.kube.clone(), &self.namespace, &ApiResource::from_gvk(&gvk));
+        let api = crate::external_secrets(&self.kube, &self.namespace);
         let mut objects =
             watcher(api, watcher::Config::default()).default_backoff().applied_objects().boxed();
         while let Some(object) = objects.next().await {

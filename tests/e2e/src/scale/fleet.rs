@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::json;
 use sm_emulator::Emulator;
 
@@ -131,9 +131,7 @@ impl Fleet {
         objects: &[Object],
         every: Option<Duration>,
     ) -> anyhow::Result<Vec<Instant>> {
-        let gvk = GroupVersionKind::gvk("kubernetes-client.io", "v1", "ExternalSecret");
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(client.clone(), &self.namespace, &ApiResource::from_gvk(&gvk));
+        let api = crate::external_secrets(client, &self.namespace);
         let Some(period) = every else {
             return futures::stream::iter(objects)
                 .map(|object| self.create(&api, object))
