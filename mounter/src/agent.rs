@@ -202,6 +202,10 @@ pub struct MountSpec {
     /// The largest file changed in place through a local copy, in MiB (0: never).
     #[serde(default = "default_staging_limit_mib")]
     pub staging_limit_mib: u64,
+    /// Serve reads through the kernel's page cache (faster for small reads)
+    /// instead of directly (faster for large ones).
+    #[serde(default)]
+    pub page_cache: bool,
 }
 
 impl MountSpec {
@@ -274,6 +278,7 @@ impl MountSpec {
                 staging_limit: self.staging_limit_mib.saturating_mul(MIB),
             },
             fuse_threads: self.fuse_threads,
+            page_cache: self.page_cache,
         })
     }
 }

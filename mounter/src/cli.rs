@@ -120,6 +120,11 @@ pub struct MountArgs {
     /// such changes with ENOTSUP.
     #[arg(long, default_value_t = 1024, help_heading = "Performance")]
     pub staging_limit_mib: u64,
+    /// Serve reads through the kernel's page cache and readahead: faster for
+    /// programs reading in small pieces (under 64 KiB), slower for large
+    /// reads, which by default bypass it (direct I/O).
+    #[arg(long, help_heading = "Performance")]
+    pub page_cache: bool,
     /// Where to mount.
     pub mountpoint: PathBuf,
 }
@@ -149,6 +154,7 @@ impl From<MountArgs> for MountSpec {
             upload_parallelism,
             fuse_threads,
             staging_limit_mib,
+            page_cache,
             mountpoint,
         } = args;
         Self {
@@ -175,6 +181,7 @@ impl From<MountArgs> for MountSpec {
             upload_parallelism: usize::try_from(upload_parallelism).unwrap_or(1),
             fuse_threads: usize::try_from(fuse_threads).unwrap_or(1),
             staging_limit_mib,
+            page_cache,
         }
     }
 }

@@ -30,15 +30,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use futures::FutureExt as _;
 use tokio::sync::Semaphore;
 
 pub use self::error::{FsError, Result, ToErrno};
 use self::head_cache::{HEAD_BYTES, HeadCache};
-use crate::inode::{Inode, InodeTable, Kind, Listing, ROOT};
+use crate::inode::{Children, Inode, InodeTable, Kind, Listing, ROOT};
 use crate::metrics::Metrics;
 use crate::prefetch::{PrefetchConfig, Reader};
 use crate::staging::Staged;
-use crate::store::{ListPage, ObjectMeta, ObjectStore, StoreError};
+use crate::store::{ListPage, ObjectStore, StoreError};
 use crate::upload::{Upload, UploadConfig};
 
 const LIST_PAGE: usize = 1000;
@@ -183,7 +184,7 @@ fn valid_name(name: &str) -> Result<&str> {
 
 /// Adds the entries of one listing page of `prefix` to `children`. A
 /// directory shadows a file of the same name, whichever page each is on.
-fn add_page(children: &mut BTreeMap<String, (Kind, Option<ObjectMeta>)>, prefix: &str, page: ListPage) {
+fn add_page(children: &mut Children, prefix: &str, page: ListPage) {
     for common in page.prefixes {
         let name = common[prefix.len()..].trim_end_matches('/');
         if valid_name(name).is_ok() {
@@ -318,27 +319,53 @@ impl<S: ObjectStore> Fs<S> {
     }
 
     /// Whether `name/` is a directory in `parent`. A directory not known to
-    /// be large is listed, one page: when that page is the whole directory,
-    /// it answers this lookup and, cached as the parent's listing, the
-    /// lookups of its siblings (reading many files of a directory then costs
-    /// one GET each). A larger directory is asked about `name/` alone.
+    /// be large is listed, one page ([`Fs::list_page`]): when that page is
+    /// the whole directory, it answers this lookup and, cached as the
+    /// parent's listing, the lookups of its siblings (reading many files of a
+    /// directory then costs one GET each). A larger directory is asked about
+    /// `name/` alone.
     async fn probe_dir(&self, parent: &Inode, name: &str) -> Result<bool> {
-        let remembered = LARGE_DIR_MEMORY.max(self.config.metadata_ttl);
-        let large = lock(&self.large_dirs).get(&parent.ino).is_some_and(|at| at.elapsed() < remembered);
-        if !large {
-            let changes = parent.changes();
-            let page = self.store.list(&parent.key, LIST_PAGE, None).await?;
-            if page.next.is_none() {
-                let mut children = BTreeMap::new();
-                add_page(&mut children, &parent.key, page);
-                let is_dir = matches!(children.get(name), Some((Kind::Dir, _)));
-                parent.cache_listing(changes, Listing { fetched: Instant::now(), children });
-                return Ok(is_dir);
-            }
-            lock(&self.large_dirs).insert(parent.ino, Instant::now());
+        let is_dir = |children: &Children| matches!(children.get(name), Some((Kind::Dir, _)));
+        if let Some(is_dir) = self.list_page(parent, is_dir).await? {
+            return Ok(is_dir);
         }
         let page = self.store.list(&parent.child_key(name, Kind::Dir), 1, None).await?;
         Ok(!page.objects.is_empty() || !page.prefixes.is_empty())
+    }
+
+    /// Lists one page of `dir`, unless it is known to be larger than that.
+    /// A page that is the whole directory is cached as its listing, and
+    /// `answer` is asked about it; otherwise the directory is remembered as
+    /// large and `None` is returned.
+    async fn list_page<T>(
+        &self,
+        dir: &Inode,
+        answer: impl FnOnce(&Children) -> T,
+    ) -> std::result::Result<Option<T>, StoreError> {
+        let remembered = LARGE_DIR_MEMORY.max(self.config.metadata_ttl);
+        if lock(&self.large_dirs).get(&dir.ino).is_some_and(|at| at.elapsed() < remembered) {
+            return Ok(None);
+        }
+        let changes = dir.changes();
+        let page = self.store.list(&dir.key, LIST_PAGE, None).await?;
+        if page.next.is_some() {
+            lock(&self.large_dirs).insert(dir.ino, Instant::now());
+            return Ok(None);
+        }
+        let mut children = BTreeMap::new();
+        add_page(&mut children, &dir.key, page);
+        let answer = answer(&children);
+        dir.cache_listing(changes, Listing { fetched: Instant::now(), children });
+        Ok(Some(answer))
+    }
+
+    /// Checks that the bucket (and prefix) can be listed, before mounting,
+    /// with the request that also lists the root: one page, cached like any
+    /// listing, so the first lookups after mounting (within the metadata
+    /// TTL) need no request of their own.
+    pub async fn check_root(&self) -> std::result::Result<(), StoreError> {
+        let root = self.inodes.get(ROOT).expect("the inode table always holds the root");
+        self.list_page(&root, |_| ()).await.map(drop)
     }
 
     /// The attributes of `ino`, revalidated with HeadObject after the TTL.
@@ -394,7 +421,7 @@ impl<S: ObjectStore> Fs<S> {
     }
 
     /// Lists directory `ino`, from the cache when fresh.
-    async fn list_dir(&self, dir: &Inode) -> Result<BTreeMap<String, (Kind, Option<ObjectMeta>)>> {
+    async fn list_dir(&self, dir: &Inode) -> Result<Children> {
         if let Some(listing) = dir.listing().as_ref()
             && self.fresh(Some(listing.fetched))
         {
@@ -539,6 +566,22 @@ impl<S: ObjectStore> Fs<S> {
         self.changed(&parent, name);
         let fh = self.start_upload(inode.clone(), pid);
         Ok((self.attr(&inode), fh))
+    }
+
+    /// [`Fs::read`] when it can finish at once: the handle is idle and the
+    /// bytes are already fetched (the prefetcher is ahead of the reader),
+    /// so the caller can answer without handing the request to another
+    /// thread. `None` when the read must wait; then call [`Fs::read`], which
+    /// carries on from where this left off.
+    pub fn try_read(&self, fh: u64, offset: u64, size: u32) -> Option<Result<Bytes>> {
+        let handle = self.handle(fh).ok()?;
+        let Handle::Read(reader) = &*handle else { return None };
+        let mut reader = reader.try_lock().ok()?;
+        let bytes = reader.read(offset, u64::from(size)).now_or_never()?;
+        if let Ok(bytes) = &bytes {
+            self.metrics.fs_bytes("read", bytes.len());
+        }
+        Some(bytes.map_err(FsError::from))
     }
 
     /// Reads up to `size` bytes at `offset`.

@@ -5,7 +5,18 @@
 //! Most operations are spawned, so a slow S3 request never blocks the FUSE
 //! worker threads. Writes, flushes and releases run to completion on the
 //! calling worker (`block_on`): the kernel sends one file's writes one after
-//! another, and running them in order keeps them sequential.
+//! another, and running them in order keeps them sequential. A read whose
+//! bytes the prefetcher already holds is answered on the worker too
+//! ([`Fs::try_read`]): a hop to the runtime costs more than the copy.
+//!
+//! Files opened read-only bypass the kernel's page cache
+//! (`FOPEN_DIRECT_IO`), as Mountpoint does when it caches no data: each
+//! `read(2)` reaches [`Fs`] at the caller's size, and the bytes are copied
+//! once, into the caller's buffer, instead of into the page cache and again
+//! out of it. Prefetching is the mounter's own. That is faster for reads of
+//! 64 KiB and more and slower for small ones, which `--page-cache` serves
+//! better (docs/performance.md has both). Shared `mmap` still works
+//! (`FUSE_DIRECT_IO_ALLOW_MMAP`, Linux 6.6 and later).
 
 use std::ffi::OsStr;
 use std::future::Future;
@@ -87,12 +98,16 @@ pub struct FuseFs<S> {
     fs: Arc<Fs<S>>,
     runtime: tokio::runtime::Handle,
     ttl: Duration,
+    page_cache: bool,
     metrics: Metrics,
 }
 
 impl<S> std::fmt::Debug for FuseFs<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FuseFs").field("ttl", &self.ttl).finish_non_exhaustive()
+        f.debug_struct("FuseFs")
+            .field("ttl", &self.ttl)
+            .field("page_cache", &self.page_cache)
+            .finish_non_exhaustive()
     }
 }
 
@@ -140,10 +155,12 @@ fn name(name: &OsStr) -> Result<String, FsError> {
 
 impl<S: ObjectStore> FuseFs<S> {
     /// The adapter for `fs`, running on `runtime`; the kernel caches
-    /// attributes and entries for `ttl`.
-    pub fn new(fs: Arc<Fs<S>>, runtime: tokio::runtime::Handle, metrics: Metrics) -> Self {
+    /// attributes and entries for the metadata TTL. Files opened read-only
+    /// bypass the kernel's page cache (`FOPEN_DIRECT_IO`) unless
+    /// `page_cache` is set: see [`crate::fuse`].
+    pub fn new(fs: Arc<Fs<S>>, runtime: tokio::runtime::Handle, page_cache: bool, metrics: Metrics) -> Self {
         let ttl = fs.config().metadata_ttl;
-        Self { fs, runtime, ttl, metrics }
+        Self { fs, runtime, ttl, page_cache, metrics }
     }
 
     /// Records, logs and replies: the single error path of every operation.
@@ -214,6 +231,16 @@ impl<S: ObjectStore> fuser::Filesystem for FuseFs<S> {
             tracing::warn!(
                 ?missing,
                 "the kernel does not offer atomic O_TRUNC; rewrites need truncate(0) first"
+            );
+        }
+        // Shared mmap of a direct-I/O file goes through the page cache; without
+        // this the kernel refuses it (ENODEV).
+        if !self.page_cache
+            && let Err(missing) = config.add_capabilities(fuser::InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP)
+        {
+            tracing::info!(
+                ?missing,
+                "the kernel cannot mmap direct-I/O files shared; use --page-cache for that"
             );
         }
         // Entries come with their attributes (from the listing), so `ls -l`
@@ -352,7 +379,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseFs<S> {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let (fs, pid) = (self.fs.clone(), process_of(req.pid()));
+        let (fs, pid, page_cache) = (self.fs.clone(), process_of(req.pid()), self.page_cache);
         let access = flags.acc_mode();
         let mode = OpenMode {
             write: access != OpenAccMode::O_RDONLY,
@@ -363,8 +390,11 @@ impl<S: ObjectStore> fuser::Filesystem for FuseFs<S> {
             call(req, "open", ino),
             reply,
             async move { fs.open(ino.0, mode, pid).await },
-            |reply, fh| {
-                reply.opened(FileHandle(fh), FopenFlags::empty());
+            move |reply, fh| {
+                // Read-only handles bypass the page cache unless it was asked for.
+                let flags =
+                    if mode.write || page_cache { FopenFlags::empty() } else { FopenFlags::FOPEN_DIRECT_IO };
+                reply.opened(FileHandle(fh), flags);
             },
         );
     }
@@ -401,6 +431,18 @@ impl<S: ObjectStore> fuser::Filesystem for FuseFs<S> {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let started = Instant::now();
+        // Prefetched bytes are answered here, without a hop to the runtime
+        // (`enter`: serving may start the next prefetch requests).
+        let ready = {
+            let _runtime = self.runtime.enter();
+            self.fs.try_read(fh.0, offset, size)
+        };
+        if let Some(result) = ready {
+            let _span = call(req, "read", ino).span().entered();
+            Self::finish(&self.metrics, "read", started, result, reply, |reply, bytes| reply.data(&bytes));
+            return;
+        }
         let fs = self.fs.clone();
         self.spawn(
             call(req, "read", ino),

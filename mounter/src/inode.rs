@@ -41,13 +41,16 @@ pub struct Stat {
     pub etag: String,
 }
 
+/// A directory's children by name, with what the listing said of each file.
+pub type Children = BTreeMap<String, (Kind, Option<ObjectMeta>)>;
+
 /// A cached directory listing.
 #[derive(Debug, Clone)]
 pub struct Listing {
     /// When it was fetched.
     pub fetched: Instant,
     /// Children by name.
-    pub children: BTreeMap<String, (Kind, Option<ObjectMeta>)>,
+    pub children: Children,
 }
 
 /// One file or directory.

@@ -3,7 +3,8 @@
 //!
 //! Every check that can fail because of the user's input runs before the
 //! mount exists: the mount point must be a directory, the credentials must
-//! parse, and one `ListObjectsV2 max-keys=1` must succeed, so bad
+//! parse, and a listing of the root (one page, kept as its cached listing:
+//! see [`Fs::check_root`]) must succeed, so bad
 //! credentials, an unknown bucket or a wrong endpoint fail with a message
 //! naming the problem instead of a mount that answers `EIO`.
 
@@ -19,7 +20,6 @@ use crate::credentials::{self, CredentialStore, CredentialsError, Source};
 use crate::fs::{Fs, FsConfig};
 use crate::fuse::{FuseFs, MAX_REQUEST};
 use crate::metrics::Metrics;
-use crate::store::ObjectStore as _;
 use crate::store::StoreError;
 use crate::store::s3::{S3Config, S3SetupError, S3Store};
 
@@ -56,6 +56,8 @@ pub struct MountConfig {
     pub fs: FsConfig,
     /// FUSE worker threads.
     pub fuse_threads: usize,
+    /// Serve reads through the kernel's page cache instead of directly.
+    pub page_cache: bool,
 }
 
 /// Why a mount could not start or ended badly.
@@ -133,13 +135,14 @@ pub async fn prepare(config: &MountConfig, metrics: &Metrics) -> Result<Arc<Fs<S
     let credentials =
         CredentialStore::load(source, metrics.clone()).await.map_err(MountError::Credentials)?;
     let store = S3Store::new(&config.s3, credentials.clone(), metrics.clone()).map_err(MountError::Setup)?;
-    store.check_access().await.map_err(|source| MountError::Access {
+    let fs = Fs::new(Arc::new(store), config.fs.clone(), metrics.clone());
+    fs.check_root().await.map_err(|source| MountError::Access {
         bucket: config.s3.bucket.clone(),
         endpoint: config.s3.endpoint.clone(),
         source,
     })?;
     credentials::spawn_watcher(credentials, config.credentials_poll);
-    Ok(Arc::new(Fs::new(Arc::new(store), config.fs.clone(), metrics.clone())))
+    Ok(Arc::new(fs))
 }
 
 /// Mounts, serves until `shutdown` resolves or the mount is unmounted from
@@ -150,7 +153,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), MountError> {
     let fs = prepare(&config, &metrics).await?;
-    let adapter = FuseFs::new(fs, tokio::runtime::Handle::current(), metrics);
+    let adapter = FuseFs::new(fs, tokio::runtime::Handle::current(), config.page_cache, metrics);
     let mut options = vec![
         MountOption::FSName(format!("cos:{}", config.s3.bucket)),
         MountOption::Subtype("cos".to_owned()),

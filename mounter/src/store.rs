@@ -94,8 +94,6 @@ pub struct ListPage {
 
 /// The S3 operations the filesystem uses.
 pub trait ObjectStore: Send + Sync + 'static {
-    /// Checks that the bucket exists and the credentials can list it.
-    fn check_access(&self) -> impl Future<Output = Result<()>> + Send;
     /// HeadObject; `Ok(None)` if absent.
     fn head(&self, key: &str) -> impl Future<Output = Result<Option<ObjectMeta>>> + Send;
     /// GetObject of the first `len` bytes, with the object's metadata:

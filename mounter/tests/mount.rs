@@ -295,6 +295,51 @@ fn concurrent_readers_see_the_same_bytes() {
     });
 }
 
+/// Reads all of `path` with `read(2)` calls of `size` bytes and checks every one.
+fn read_in_pieces(path: &Path, size: usize, seed: u64, len: usize) {
+    let mut file = std::fs::File::open(path).unwrap();
+    let mut buffer = vec![0; size];
+    let mut offset = 0;
+    loop {
+        let n = file.read(&mut buffer).unwrap();
+        if n == 0 {
+            break;
+        }
+        assert!(buffer[..n] == pattern(seed, offset, n)[..], "{size}-byte reads differ at {offset}");
+        offset += n;
+    }
+    assert_eq!(offset, len, "{size}-byte reads stopped early");
+}
+
+#[test]
+fn reads_of_any_size_and_shared_mmap_work_with_and_without_the_page_cache() {
+    block_on(async {
+        const SIZE: usize = 12 * MIB + 4321;
+        const SEED: u64 = 0xD10;
+        let s3 = TestS3::shared().await;
+        let bucket = s3.bucket().await.unwrap();
+        bucket.put("f.bin", pattern(SEED, 0, SIZE)).await.unwrap();
+        let credentials = CredentialsDir::for_key(s3.root_key());
+        for extra in [&[][..], &["--page-cache"][..]] {
+            let mnt = mount(s3, &bucket, &credentials, extra);
+            let path = mnt.join("f.bin");
+            for size in [4096, 65_536 + 3, 3 * MIB + 17] {
+                read_in_pieces(&path, size, SEED, SIZE);
+            }
+            let file = std::fs::File::open(&path).unwrap();
+            // SAFETY: nothing writes the file while it is mapped.
+            let map = unsafe { memmap2::Mmap::map(&file) }.unwrap_or_else(|e| panic!("mmap {extra:?}: {e}"));
+            assert_eq!(map.len(), SIZE);
+            for offset in [0, 5 * MIB + 1, SIZE - 4096] {
+                assert!(
+                    map[offset..offset + 4096] == pattern(SEED, offset, 4096)[..],
+                    "mmap {extra:?} at {offset}"
+                );
+            }
+        }
+    });
+}
+
 /// A thread that reads a file over and over and counts wrong or failed reads.
 struct ReadLoop {
     stop: Arc<AtomicBool>,

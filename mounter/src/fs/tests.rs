@@ -91,6 +91,17 @@ async fn a_small_file_is_looked_up_and_read_with_one_get_and_no_head() {
 }
 
 #[tokio::test]
+async fn the_mount_check_lists_the_root_for_the_first_lookups() {
+    let (store, fs) = fs_with(&[("p/d/f", "F"), ("p/top", "T"), ("elsewhere", "E")], "p/");
+    fs.check_root().await.unwrap();
+    assert_eq!(store.lists(), 1, "one listing checks the bucket and lists the root");
+    assert_eq!(fs.lookup(ROOT, "d").await.unwrap().kind, Kind::Dir);
+    assert_eq!(fs.lookup(ROOT, "top").await.unwrap().size, 1);
+    assert!(matches!(fs.lookup(ROOT, "elsewhere").await, Err(FsError::NotFound)));
+    assert_eq!((store.lists(), store.gets(), store.heads()), (1, 0, 0), "the lookups asked nothing");
+}
+
+#[tokio::test]
 async fn the_listing_made_at_a_lookup_answers_the_siblings() {
     let (store, fs) = fs_with(&[("d/a", "A"), ("d/b", "BB"), ("d/c/x", "X")], "");
     let d = fs.lookup(ROOT, "d").await.unwrap();
@@ -138,6 +149,30 @@ async fn a_file_larger_than_its_head_reads_whole() {
     }
     assert_eq!(got, body);
     assert_eq!(store.heads(), 0);
+}
+
+#[tokio::test]
+async fn try_read_answers_prefetched_bytes_at_once_and_leaves_the_rest_to_read() {
+    let body: Vec<u8> = (0..300 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let store = Arc::new(MemStore::default());
+    store.insert("big", body.clone());
+    let fs = Fs::new(store.clone(), FsConfig::default(), Metrics::default());
+    let ino = fs.lookup(ROOT, "big").await.unwrap().ino;
+    let fh = fs.open(ino, READ, PID).await.unwrap();
+    let gets = store.gets();
+    let head = fs.try_read(fh, 0, 4096).expect("the head fetched at lookup is here").unwrap();
+    assert_eq!(head[..], body[..4096]);
+    // Far from the head: a GET must start, and on this single-threaded
+    // runtime it cannot have finished yet.
+    let far: usize = 200 * 1024;
+    assert!(fs.try_read(fh, far as u64, 4096).is_none(), "a read that needs a GET does not wait");
+    let bytes = fs.read(fh, far as u64, 4096).await.unwrap();
+    assert_eq!(bytes[..], body[far..far + 4096]);
+    let next = fs.try_read(fh, far as u64 + 4096, 4096).expect("the same part, already fetched").unwrap();
+    assert_eq!(next[..], body[far + 4096..far + 8192]);
+    assert_eq!(store.gets() - gets, 1, "the abandoned try and the read shared one GET");
+    let dir = fs.opendir(ROOT).unwrap();
+    assert!(fs.try_read(dir, 0, 1).is_none(), "other handles take the ordinary path");
 }
 
 #[tokio::test]

@@ -58,10 +58,6 @@ impl MemStore {
 }
 
 impl ObjectStore for MemStore {
-    async fn check_access(&self) -> Result<()> {
-        Ok(())
-    }
-
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
         self.heads.fetch_add(1, Ordering::Relaxed);
         Ok(self.objects.lock().unwrap_or_else(PoisonError::into_inner).get(key).map(|(_, meta)| meta.clone()))

@@ -213,10 +213,6 @@ fn parse_time(text: &str) -> SystemTime {
 }
 
 impl ObjectStore for S3Store {
-    async fn check_access(&self) -> Result<()> {
-        self.list("", 1, None).await.map(drop)
-    }
-
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
         let sign = |c: Option<&rusty_s3::Credentials>| self.bucket.head_object(c, key).sign(SIGNATURE_TTL);
         let request = Request {
