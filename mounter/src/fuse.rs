@@ -9,7 +9,8 @@
 //! bytes the prefetcher already holds is answered on the worker too
 //! ([`Fs::try_read`]): a hop to the runtime costs more than the copy.
 //!
-//! Files opened read-only bypass the kernel's page cache
+//! Files opened read-only that are larger than the first prefetch window
+//! (256 KiB) bypass the kernel's page cache
 //! (`FOPEN_DIRECT_IO`), as Mountpoint does when it caches no data: each
 //! `read(2)` reaches [`Fs`] at the caller's size, and the bytes are copied
 //! once, into the caller's buffer, instead of into the page cache and again
@@ -389,11 +390,17 @@ impl<S: ObjectStore> fuser::Filesystem for FuseFs<S> {
         self.spawn(
             call(req, "open", ino),
             reply,
-            async move { fs.open(ino.0, mode, pid).await },
-            move |reply, fh| {
-                // Read-only handles bypass the page cache unless it was asked for.
-                let flags =
-                    if mode.write || page_cache { FopenFlags::empty() } else { FopenFlags::FOPEN_DIRECT_IO };
+            async move {
+                let fh = fs.open(ino.0, mode, pid).await?;
+                // A file fetched whole at open (no larger than the first
+                // prefetch window) gains nothing from direct I/O, and the
+                // page cache spares its small reads their round trips.
+                let small =
+                    fs.known_attr(ino.0).is_ok_and(|attr| attr.size <= fs.config().prefetch.initial_window);
+                Ok((fh, !mode.write && !page_cache && !small))
+            },
+            |reply, (fh, direct)| {
+                let flags = if direct { FopenFlags::FOPEN_DIRECT_IO } else { FopenFlags::empty() };
                 reply.opened(FileHandle(fh), flags);
             },
         );

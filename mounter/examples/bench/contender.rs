@@ -130,11 +130,22 @@ fn version(program: &Path) -> Option<String> {
     (output.status.success() || !line.is_empty()).then_some(line)
 }
 
-/// Samples `VmHWM` (the peak resident set) of one process until stopped.
+/// The peaks of one FUSE process over one mount.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Peaks {
+    /// `VmHWM`, the peak resident set, in KiB.
+    pub rss_kib: u64,
+    /// The most disk space, in KiB, held at once by files the process had
+    /// open after unlinking them: s3fs stages each object it reads or
+    /// writes in such a file, which its resident set does not show.
+    pub unlinked_kib: u64,
+}
+
+/// Samples the [`Peaks`] of one process until stopped.
 #[derive(Debug)]
 pub struct RssSampler {
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<u64>,
+    thread: JoinHandle<Peaks>,
 }
 
 impl RssSampler {
@@ -143,11 +154,12 @@ impl RssSampler {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
-            let mut peak = 0;
+            let mut peaks = Peaks::default();
             loop {
-                peak = peak.max(peak_rss_kib(pid).unwrap_or(0));
+                peaks.rss_kib = peaks.rss_kib.max(peak_rss_kib(pid).unwrap_or(0));
+                peaks.unlinked_kib = peaks.unlinked_kib.max(unlinked_kib(pid));
                 if flag.load(Ordering::Relaxed) {
-                    return peak;
+                    return peaks;
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -155,10 +167,10 @@ impl RssSampler {
         Self { stop, thread }
     }
 
-    /// Stops sampling (after one last sample) and returns the peak in KiB.
-    pub fn stop(self) -> u64 {
+    /// Stops sampling (after one last sample) and returns the peaks.
+    pub fn stop(self) -> Peaks {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap_or(0)
+        self.thread.join().unwrap_or_default()
     }
 }
 
@@ -166,4 +178,20 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The disk space of the unlinked regular files `pid` has open, in KiB.
+fn unlinked_kib(pid: u32) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return 0 };
+    fds.filter_map(Result::ok)
+        .filter(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|target| {
+                target.to_str().is_some_and(|t| t.starts_with('/') && t.ends_with(" (deleted)"))
+            })
+        })
+        .filter_map(|fd| std::fs::metadata(fd.path()).ok())
+        .filter(std::fs::Metadata::is_file)
+        .map(|meta| meta.blocks() / 2)
+        .sum()
 }

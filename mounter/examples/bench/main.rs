@@ -24,7 +24,7 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use test_platform::{FuseMount, TestS3};
 
-use crate::contender::{Contender, RssSampler, Target};
+use crate::contender::{Contender, Peaks, RssSampler, Target};
 use crate::raw::Raw;
 use crate::report::{Case, Results, Sizes, Who};
 
@@ -59,7 +59,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "sequential-read,sequential-write,list-long,small-files,first-byte"
+        default_value = "sequential-read,sequential-write,list-long,small-files,first-byte,small-reads"
     )]
     cases: Vec<Case>,
     /// An extra flag for `mounter mount` (repeat for several), to try other
@@ -93,7 +93,7 @@ impl Cold {
     }
 
     fn prepare(self, case: Case) -> anyhow::Result<()> {
-        if self == Self::DropCaches && case == Case::SequentialRead {
+        if self == Self::DropCaches && matches!(case, Case::SequentialRead | Case::SmallReads) {
             Self::drop_caches().context("drop the page cache")?;
         }
         Ok(())
@@ -132,7 +132,7 @@ impl Bench {
     async fn raw(&self, case: Case, run: u16) -> anyhow::Result<Duration> {
         let sizes = &self.sizes;
         match case {
-            Case::SequentialRead => self.raw.parallel_get(READ_KEY, sizes.read).await,
+            Case::SequentialRead | Case::SmallReads => self.raw.parallel_get(READ_KEY, sizes.read).await,
             Case::SequentialWrite => {
                 let key = format!("write-raw-{run}.bin");
                 let elapsed = self.raw.multipart_put(&key, sizes.write).await?;
@@ -150,8 +150,8 @@ impl Bench {
     }
 
     /// Mounts `contender` afresh, runs `case` through it and unmounts;
-    /// returns the time and the process's peak RSS in KiB.
-    async fn mounted(&self, contender: Contender, case: Case, run: u16) -> anyhow::Result<(Duration, u64)> {
+    /// returns the time and the process's peaks.
+    async fn mounted(&self, contender: Contender, case: Case, run: u16) -> anyhow::Result<(Duration, Peaks)> {
         let scratch = tempfile::tempdir_in(&self.scratch)?;
         let mountpoint = scratch.path().join("mnt");
         std::fs::create_dir(&mountpoint)?;
@@ -164,7 +164,12 @@ impl Bench {
         let root = mount.path().to_owned();
         let sizes = self.sizes;
         let elapsed = match case {
-            Case::SequentialRead => block(|| workload::sequential_read(&root.join(READ_KEY), sizes.read)),
+            Case::SequentialRead => {
+                block(|| workload::sequential_read(&root.join(READ_KEY), sizes.read, workload::IO_SIZE))
+            }
+            Case::SmallReads => {
+                block(|| workload::sequential_read(&root.join(READ_KEY), sizes.read, workload::SMALL_IO_SIZE))
+            }
             Case::SequentialWrite => {
                 let key = format!("write-{}-{run}.bin", contender.name());
                 let started = Instant::now();
@@ -187,9 +192,9 @@ impl Bench {
             Case::FirstByte => block(|| workload::first_byte(&root.join(READ_KEY))),
         }
         .with_context(|| format!("{case:?} through {}", contender.name()))?;
-        let peak = sampler.stop();
+        let peaks = sampler.stop();
         drop(mount);
-        Ok((elapsed, peak))
+        Ok((elapsed, peaks))
     }
 }
 
@@ -250,9 +255,9 @@ async fn main() -> anyhow::Result<()> {
                 tracing::info!(?case, run, contender = contender.name(), "mounted");
                 bench.cold.prepare(case)?;
                 match bench.mounted(contender, case, run).await {
-                    Ok((elapsed, peak)) => {
+                    Ok((elapsed, peaks)) => {
                         results.record(case, Who::Mounted(contender), elapsed);
-                        results.record_rss(case, contender, peak);
+                        results.record_peaks(case, contender, peaks);
                     }
                     Err(error) => tracing::error!("{}: {error:#}", contender.name()),
                 }

@@ -6,12 +6,15 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The size of each `read(2)` and `write(2)`.
-const IO_SIZE: usize = 1024 * 1024;
+/// The size of each `read(2)` and `write(2)`, but for the small-reads case.
+pub const IO_SIZE: usize = 1024 * 1024;
 
-/// Reads the file at `path` to its end with 1 MiB reads; checks its size.
-pub fn sequential_read(path: &Path, size: u64) -> anyhow::Result<Duration> {
-    let mut buffer = vec![0; IO_SIZE];
+/// The size of each `read(2)` of the small-reads case.
+pub const SMALL_IO_SIZE: usize = 4096;
+
+/// Reads the file at `path` to its end with `io_size` reads; checks its size.
+pub fn sequential_read(path: &Path, size: u64, io_size: usize) -> anyhow::Result<Duration> {
+    let mut buffer = vec![0; io_size];
     let started = Instant::now();
     let mut file = std::fs::File::open(path)?;
     let mut total = 0;
