@@ -202,8 +202,8 @@ pub struct MountSpec {
     /// The largest file changed in place through a local copy, in MiB (0: never).
     #[serde(default = "default_staging_limit_mib")]
     pub staging_limit_mib: u64,
-    /// Serve reads through the kernel's page cache (faster for small reads)
-    /// instead of directly (faster for large ones).
+    /// Read every file through the kernel's page cache (faster for small
+    /// reads) instead of large files directly (faster for large reads).
     #[serde(default)]
     pub page_cache: bool,
 }
@@ -276,9 +276,9 @@ impl MountSpec {
                     max_parallel_parts: self.upload_parallelism.max(1),
                 },
                 staging_limit: self.staging_limit_mib.saturating_mul(MIB),
+                page_cache: self.page_cache,
             },
             fuse_threads: self.fuse_threads,
-            page_cache: self.page_cache,
         })
     }
 }

@@ -120,9 +120,10 @@ pub struct MountArgs {
     /// such changes with ENOTSUP.
     #[arg(long, default_value_t = 1024, help_heading = "Performance")]
     pub staging_limit_mib: u64,
-    /// Serve reads through the kernel's page cache and readahead: faster for
-    /// programs reading in small pieces (under 64 KiB), slower for large
-    /// reads, which by default bypass it (direct I/O).
+    /// Read every file through the kernel's page cache and readahead:
+    /// faster for programs that read in small pieces (under 32 KiB),
+    /// slower for large reads. By default files larger than 256 KiB are
+    /// read directly, except by processes seen reading in small pieces.
     #[arg(long, help_heading = "Performance")]
     pub page_cache: bool,
     /// Where to mount.

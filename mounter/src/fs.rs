@@ -23,6 +23,7 @@
 
 pub mod error;
 pub mod head_cache;
+pub mod read_mode;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +36,7 @@ use tokio::sync::Semaphore;
 
 pub use self::error::{FsError, Result, ToErrno};
 use self::head_cache::{HEAD_BYTES, HeadCache};
+use self::read_mode::{ReadModes, ReadStats};
 use crate::inode::{Children, Inode, InodeTable, Kind, Listing, ROOT};
 use crate::metrics::Metrics;
 use crate::prefetch::{PrefetchConfig, Reader};
@@ -73,6 +75,8 @@ pub struct FsConfig {
     pub upload: UploadConfig,
     /// The largest file changed in place through a local copy (0: never).
     pub staging_limit: u64,
+    /// Read every file through the kernel's page cache ([`read_mode`]).
+    pub page_cache: bool,
 }
 
 impl Default for FsConfig {
@@ -89,6 +93,7 @@ impl Default for FsConfig {
             prefetch: PrefetchConfig::default(),
             upload: UploadConfig::default(),
             staging_limit: 1024 * 1024 * 1024,
+            page_cache: false,
         }
     }
 }
@@ -141,8 +146,17 @@ struct Writer<W> {
     opener: u32,
 }
 
+/// A file open for reading.
+struct ReadHandle<S> {
+    reader: tokio::sync::Mutex<Reader<S>>,
+    /// Read directly, not through the page cache ([`read_mode`]).
+    direct: bool,
+    opener: u32,
+    stats: ReadStats,
+}
+
 enum Handle<S> {
-    Read(tokio::sync::Mutex<Reader<S>>),
+    Read(ReadHandle<S>),
     /// A new or truncated file, streamed as it is written.
     Write(Writer<Upload<S>>),
     /// A file changed in place through a local copy.
@@ -162,6 +176,7 @@ pub struct Fs<S> {
     next_handle: AtomicU64,
     budget: Arc<Semaphore>,
     heads: HeadCache,
+    read_modes: ReadModes,
     metrics: Metrics,
 }
 
@@ -204,6 +219,7 @@ impl<S: ObjectStore> Fs<S> {
     pub fn new(store: Arc<S>, config: FsConfig, metrics: Metrics) -> Self {
         let budget = config.prefetch.budget();
         let heads = HeadCache::new(config.metadata_ttl, head_cache::CAPACITY);
+        let read_modes = ReadModes::new(config.page_cache);
         Self {
             inodes: InodeTable::new(config.prefix.clone()),
             store,
@@ -214,6 +230,7 @@ impl<S: ObjectStore> Fs<S> {
             next_handle: AtomicU64::new(1),
             budget,
             heads,
+            read_modes,
             metrics,
         }
     }
@@ -518,7 +535,21 @@ impl<S: ObjectStore> Fs<S> {
             reader.seed(head);
         }
         reader.start();
-        Ok(self.add_handle(Handle::Read(tokio::sync::Mutex::new(reader))))
+        let direct = self.read_modes.direct(pid, size, self.config.prefetch.initial_window);
+        self.metrics.read_open(direct);
+        let reader = tokio::sync::Mutex::new(reader);
+        Ok(self.add_handle(Handle::Read(ReadHandle {
+            reader,
+            direct,
+            opener: pid,
+            stats: ReadStats::default(),
+        })))
+    }
+
+    /// Whether handle `fh` is read directly, bypassing the kernel's page
+    /// cache (`FOPEN_DIRECT_IO`): see [`read_mode`].
+    pub fn direct_io(&self, fh: u64) -> bool {
+        self.handle(fh).is_ok_and(|handle| matches!(&*handle, Handle::Read(read) if read.direct))
     }
 
     fn start_upload(&self, inode: Arc<Inode>, opener: u32) -> u64 {
@@ -575,20 +606,27 @@ impl<S: ObjectStore> Fs<S> {
     /// carries on from where this left off.
     pub fn try_read(&self, fh: u64, offset: u64, size: u32) -> Option<Result<Bytes>> {
         let handle = self.handle(fh).ok()?;
-        let Handle::Read(reader) = &*handle else { return None };
-        let mut reader = reader.try_lock().ok()?;
-        let bytes = reader.read(offset, u64::from(size)).now_or_never()?;
+        let Handle::Read(read) = &*handle else { return None };
+        let bytes = read.reader.try_lock().ok()?.read(offset, u64::from(size)).now_or_never()?;
+        self.observe(read, size);
         if let Ok(bytes) = &bytes {
             self.metrics.fs_bytes("read", bytes.len());
         }
         Some(bytes.map_err(FsError::from))
     }
 
+    fn observe(&self, read: &ReadHandle<S>, size: u32) {
+        if read.direct {
+            self.read_modes.observe(&read.stats, read.opener, u64::from(size));
+        }
+    }
+
     /// Reads up to `size` bytes at `offset`.
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes> {
         match &*self.handle(fh)? {
-            Handle::Read(reader) => {
-                let bytes = reader.lock().await.read(offset, u64::from(size)).await?;
+            Handle::Read(read) => {
+                self.observe(read, size);
+                let bytes = read.reader.lock().await.read(offset, u64::from(size)).await?;
                 self.metrics.fs_bytes("read", bytes.len());
                 Ok(bytes)
             }

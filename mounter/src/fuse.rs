@@ -9,15 +9,11 @@
 //! bytes the prefetcher already holds is answered on the worker too
 //! ([`Fs::try_read`]): a hop to the runtime costs more than the copy.
 //!
-//! Files opened read-only that are larger than the first prefetch window
-//! (256 KiB) bypass the kernel's page cache
-//! (`FOPEN_DIRECT_IO`), as Mountpoint does when it caches no data: each
-//! `read(2)` reaches [`Fs`] at the caller's size, and the bytes are copied
-//! once, into the caller's buffer, instead of into the page cache and again
-//! out of it. Prefetching is the mounter's own. That is faster for reads of
-//! 64 KiB and more and slower for small ones, which `--page-cache` serves
-//! better (docs/performance.md has both). Shared `mmap` still works
-//! (`FUSE_DIRECT_IO_ALLOW_MMAP`, Linux 6.6 and later).
+//! Files opened for reading bypass the kernel's page cache
+//! (`FOPEN_DIRECT_IO`) when [`Fs::direct_io`] says so (see
+//! [`crate::fs::read_mode`]), as Mountpoint does when it caches no data;
+//! prefetching is then the mounter's own. Shared `mmap` of such files still
+//! works (`FUSE_DIRECT_IO_ALLOW_MMAP`, Linux 6.6 and later).
 
 use std::ffi::OsStr;
 use std::future::Future;
@@ -99,16 +95,12 @@ pub struct FuseFs<S> {
     fs: Arc<Fs<S>>,
     runtime: tokio::runtime::Handle,
     ttl: Duration,
-    page_cache: bool,
     metrics: Metrics,
 }
 
 impl<S> std::fmt::Debug for FuseFs<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FuseFs")
-            .field("ttl", &self.ttl)
-            .field("page_cache", &self.page_cache)
-            .finish_non_exhaustive()
+        f.debug_struct("FuseFs").field("ttl", &self.ttl).finish_non_exhaustive()
     }
 }
 
@@ -156,12 +148,10 @@ fn name(name: &OsStr) -> Result<String, FsError> {
 
 impl<S: ObjectStore> FuseFs<S> {
     /// The adapter for `fs`, running on `runtime`; the kernel caches
-    /// attributes and entries for the metadata TTL. Files opened read-only
-    /// bypass the kernel's page cache (`FOPEN_DIRECT_IO`) unless
-    /// `page_cache` is set: see [`crate::fuse`].
-    pub fn new(fs: Arc<Fs<S>>, runtime: tokio::runtime::Handle, page_cache: bool, metrics: Metrics) -> Self {
+    /// attributes and entries for `ttl`.
+    pub fn new(fs: Arc<Fs<S>>, runtime: tokio::runtime::Handle, metrics: Metrics) -> Self {
         let ttl = fs.config().metadata_ttl;
-        Self { fs, runtime, ttl, page_cache, metrics }
+        Self { fs, runtime, ttl, metrics }
     }
 
     /// Records, logs and replies: the single error path of every operation.
@@ -236,7 +226,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseFs<S> {
         }
         // Shared mmap of a direct-I/O file goes through the page cache; without
         // this the kernel refuses it (ENODEV).
-        if !self.page_cache
+        if !self.fs.config().page_cache
             && let Err(missing) = config.add_capabilities(fuser::InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP)
         {
             tracing::info!(
@@ -380,7 +370,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseFs<S> {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let (fs, pid, page_cache) = (self.fs.clone(), process_of(req.pid()), self.page_cache);
+        let (fs, pid) = (self.fs.clone(), process_of(req.pid()));
         let access = flags.acc_mode();
         let mode = OpenMode {
             write: access != OpenAccMode::O_RDONLY,
@@ -392,12 +382,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseFs<S> {
             reply,
             async move {
                 let fh = fs.open(ino.0, mode, pid).await?;
-                // A file fetched whole at open (no larger than the first
-                // prefetch window) gains nothing from direct I/O, and the
-                // page cache spares its small reads their round trips.
-                let small =
-                    fs.known_attr(ino.0).is_ok_and(|attr| attr.size <= fs.config().prefetch.initial_window);
-                Ok((fh, !mode.write && !page_cache && !small))
+                Ok((fh, fs.direct_io(fh)))
             },
             |reply, (fh, direct)| {
                 let flags = if direct { FopenFlags::FOPEN_DIRECT_IO } else { FopenFlags::empty() };

@@ -37,6 +37,11 @@ struct S3Labels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModeLabels {
+    mode: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CacheLabels {
     cache: &'static str,
     result: &'static str,
@@ -54,6 +59,7 @@ struct Inner {
     s3_requests: Family<S3Labels, Counter>,
     s3_latency: Family<OpLabels, Histogram, fn() -> Histogram>,
     cache: Family<CacheLabels, Counter>,
+    read_opens: Family<ModeLabels, Counter>,
     prefetch_window: Gauge<u64, AtomicU64>,
     credential_reloads: Counter,
 }
@@ -71,6 +77,7 @@ impl Default for Metrics {
             s3_requests: Family::default(),
             s3_latency: Family::new_with_constructor(latency_histogram),
             cache: Family::default(),
+            read_opens: Family::default(),
             prefetch_window: Gauge::default(),
             credential_reloads: Counter::default(),
         }))
@@ -92,6 +99,11 @@ impl Metrics {
         registry.register("s3_requests", "S3 requests by HTTP status (0: no answer)", m.s3_requests.clone());
         registry.register("s3_request_duration_seconds", "S3 request latency", m.s3_latency.clone());
         registry.register("cache_lookups", "Metadata cache lookups by result", m.cache.clone());
+        registry.register(
+            "read_opens",
+            "Files opened for reading, by read path (direct or page_cache)",
+            m.read_opens.clone(),
+        );
         registry.register(
             "prefetch_window_bytes",
             "The last prefetch window size",
@@ -126,6 +138,12 @@ impl Metrics {
     pub fn cache(&self, cache: &'static str, hit: bool) {
         let result = if hit { "hit" } else { "miss" };
         self.0.cache.get_or_create(&CacheLabels { cache, result }).inc();
+    }
+
+    /// Counts a file opened for reading, read directly or through the page cache.
+    pub fn read_open(&self, direct: bool) {
+        let mode = if direct { "direct" } else { "page_cache" };
+        self.0.read_opens.get_or_create(&ModeLabels { mode }).inc();
     }
 
     /// Records the prefetch window a reader just grew or reset to.

@@ -56,8 +56,6 @@ pub struct MountConfig {
     pub fs: FsConfig,
     /// FUSE worker threads.
     pub fuse_threads: usize,
-    /// Serve reads through the kernel's page cache instead of directly.
-    pub page_cache: bool,
 }
 
 /// Why a mount could not start or ended badly.
@@ -153,7 +151,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), MountError> {
     let fs = prepare(&config, &metrics).await?;
-    let adapter = FuseFs::new(fs, tokio::runtime::Handle::current(), config.page_cache, metrics);
+    let adapter = FuseFs::new(fs, tokio::runtime::Handle::current(), metrics);
     let mut options = vec![
         MountOption::FSName(format!("cos:{}", config.s3.bucket)),
         MountOption::Subtype("cos".to_owned()),

@@ -311,8 +311,24 @@ fn read_in_pieces(path: &Path, size: usize, seed: u64, len: usize) {
     assert_eq!(offset, len, "{size}-byte reads stopped early");
 }
 
+/// The `cos_mounter_read_opens_total` count for `mode` in a metrics text.
+fn read_opens(metrics: &str, mode: &str) -> u64 {
+    let series = format!("cos_mounter_read_opens_total{{mode=\"{mode}\"}} ");
+    metrics.lines().find_map(|line| line.strip_prefix(&series)).map_or(0, |v| v.trim().parse().unwrap())
+}
+
+fn check_mmap(path: &Path, seed: u64, len: usize) {
+    let file = std::fs::File::open(path).unwrap();
+    // SAFETY: nothing writes the file while it is mapped.
+    let map = unsafe { memmap2::Mmap::map(&file) }.unwrap_or_else(|e| panic!("shared mmap: {e}"));
+    assert_eq!(map.len(), len);
+    for offset in [0, len / 2 + 1, len - 4096] {
+        assert!(map[offset..offset + 4096] == pattern(seed, offset, 4096)[..], "mmap differs at {offset}");
+    }
+}
+
 #[test]
-fn reads_of_any_size_and_shared_mmap_work_with_and_without_the_page_cache() {
+fn reads_of_any_size_and_shared_mmap_work_directly_and_through_the_page_cache() {
     block_on(async {
         const SIZE: usize = 12 * MIB + 4321;
         const SEED: u64 = 0xD10;
@@ -320,23 +336,30 @@ fn reads_of_any_size_and_shared_mmap_work_with_and_without_the_page_cache() {
         let bucket = s3.bucket().await.unwrap();
         bucket.put("f.bin", pattern(SEED, 0, SIZE)).await.unwrap();
         let credentials = CredentialsDir::for_key(s3.root_key());
-        for extra in [&[][..], &["--page-cache"][..]] {
-            let mnt = mount(s3, &bucket, &credentials, extra);
-            let path = mnt.join("f.bin");
-            for size in [4096, 65_536 + 3, 3 * MIB + 17] {
-                read_in_pieces(&path, size, SEED, SIZE);
-            }
-            let file = std::fs::File::open(&path).unwrap();
-            // SAFETY: nothing writes the file while it is mapped.
-            let map = unsafe { memmap2::Mmap::map(&file) }.unwrap_or_else(|e| panic!("mmap {extra:?}: {e}"));
-            assert_eq!(map.len(), SIZE);
-            for offset in [0, 5 * MIB + 1, SIZE - 4096] {
-                assert!(
-                    map[offset..offset + 4096] == pattern(SEED, offset, 4096)[..],
-                    "mmap {extra:?} at {offset}"
-                );
-            }
+        let metrics_addr = free_addr();
+        let mnt = mount(s3, &bucket, &credentials, &["--metrics-addr", &metrics_addr]);
+        let path = mnt.join("f.bin");
+        let metrics = || async {
+            reqwest::get(format!("http://{metrics_addr}/metrics")).await.unwrap().text().await.unwrap()
+        };
+        // Large reads, and a shared mapping, of a file read directly.
+        read_in_pieces(&path, 3 * MIB + 17, SEED, SIZE);
+        read_in_pieces(&path, 65_536 + 3, SEED, SIZE);
+        check_mmap(&path, SEED, SIZE);
+        assert_eq!(read_opens(&metrics().await, "direct"), 3);
+        // Small reads: this process then gets the page cache.
+        read_in_pieces(&path, 4096, SEED, SIZE);
+        read_in_pieces(&path, 4096, SEED, SIZE);
+        check_mmap(&path, SEED, SIZE);
+        let text = metrics().await;
+        assert_eq!((read_opens(&text, "direct"), read_opens(&text, "page_cache")), (4, 2), "{text}");
+        drop(mnt);
+
+        let mnt = mount(s3, &bucket, &credentials, &["--page-cache"]);
+        for size in [3 * MIB + 17, 4096] {
+            read_in_pieces(&mnt.join("f.bin"), size, SEED, SIZE);
         }
+        check_mmap(&mnt.join("f.bin"), SEED, SIZE);
     });
 }
 

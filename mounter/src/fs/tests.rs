@@ -176,6 +176,32 @@ async fn try_read_answers_prefetched_bytes_at_once_and_leaves_the_rest_to_read()
 }
 
 #[tokio::test]
+async fn large_files_are_read_directly_until_their_reader_reads_in_small_pieces() {
+    let store = Arc::new(MemStore::default());
+    store.insert("big", vec![7; 1024 * 1024]);
+    store.insert("small", vec![7; 1000]);
+    let fs = Fs::new(store.clone(), FsConfig::default(), Metrics::default());
+    let big = fs.lookup(ROOT, "big").await.unwrap().ino;
+    let small = fs.lookup(ROOT, "small").await.unwrap().ino;
+    let fh = fs.open(big, READ, PID).await.unwrap();
+    assert!(fs.direct_io(fh));
+    let small_fh = fs.open(small, READ, PID).await.unwrap();
+    assert!(!fs.direct_io(small_fh), "a file fetched whole at open");
+    for i in 0..read_mode::SAMPLE_READS {
+        fs.read(fh, u64::from(i) * 1024, 1024).await.unwrap();
+    }
+    assert!(!fs.direct_io(fs.open(big, READ, PID).await.unwrap()), "its reader reads in small pieces");
+    assert!(fs.direct_io(fs.open(big, READ, PID + 1).await.unwrap()), "another process");
+    let writer = fs.open(big, WRITE, PID + 1).await.unwrap();
+    assert!(!fs.direct_io(writer), "only reads go direct");
+
+    let config = FsConfig { page_cache: true, ..FsConfig::default() };
+    let fs = Fs::new(store, config, Metrics::default());
+    let big = fs.lookup(ROOT, "big").await.unwrap().ino;
+    assert!(!fs.direct_io(fs.open(big, READ, PID).await.unwrap()), "--page-cache");
+}
+
+#[tokio::test]
 async fn a_cached_head_is_not_served_after_the_file_changes() {
     // Through the mount: the rewrite evicts the head.
     let (_, fs) = fs_with(&[("f", "old content")], "");
