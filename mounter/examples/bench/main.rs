@@ -59,7 +59,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "sequential-read,sequential-write,list-long,small-files,first-byte,small-reads"
+        default_value = "sequential-read,sequential-write,list-long,small-files,first-byte,small-reads,small-reads-again"
     )]
     cases: Vec<Case>,
     /// An extra flag for `mounter mount` (repeat for several), to try other
@@ -93,7 +93,9 @@ impl Cold {
     }
 
     fn prepare(self, case: Case) -> anyhow::Result<()> {
-        if self == Self::DropCaches && matches!(case, Case::SequentialRead | Case::SmallReads) {
+        if self == Self::DropCaches
+            && matches!(case, Case::SequentialRead | Case::SmallReads | Case::SmallReadsAgain)
+        {
             Self::drop_caches().context("drop the page cache")?;
         }
         Ok(())
@@ -132,7 +134,9 @@ impl Bench {
     async fn raw(&self, case: Case, run: u16) -> anyhow::Result<Duration> {
         let sizes = &self.sizes;
         match case {
-            Case::SequentialRead | Case::SmallReads => self.raw.parallel_get(READ_KEY, sizes.read).await,
+            Case::SequentialRead | Case::SmallReads | Case::SmallReadsAgain => {
+                self.raw.parallel_get(READ_KEY, sizes.read).await
+            }
             Case::SequentialWrite => {
                 let key = format!("write-raw-{run}.bin");
                 let elapsed = self.raw.multipart_put(&key, sizes.write).await?;
@@ -170,6 +174,11 @@ impl Bench {
             Case::SmallReads => {
                 block(|| workload::sequential_read(&root.join(READ_KEY), sizes.read, workload::SMALL_IO_SIZE))
             }
+            Case::SmallReadsAgain => block(|| {
+                // Untimed: the same process read a file in small pieces before.
+                workload::read_start(&root.join(READ_KEY), 2 * 1024 * 1024, workload::SMALL_IO_SIZE)?;
+                workload::sequential_read(&root.join(READ_KEY), sizes.read, workload::SMALL_IO_SIZE)
+            }),
             Case::SequentialWrite => {
                 let key = format!("write-{}-{run}.bin", contender.name());
                 let started = Instant::now();

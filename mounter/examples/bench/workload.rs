@@ -12,6 +12,20 @@ pub const IO_SIZE: usize = 1024 * 1024;
 /// The size of each `read(2)` of the small-reads case.
 pub const SMALL_IO_SIZE: usize = 4096;
 
+/// Reads the first `len` bytes of the file at `path` with `io_size` reads.
+pub fn read_start(path: &Path, len: usize, io_size: usize) -> anyhow::Result<()> {
+    let mut buffer = vec![0; io_size];
+    let mut file = std::fs::File::open(path)?;
+    let mut total = 0;
+    while total < len {
+        match file.read(&mut buffer)? {
+            0 => anyhow::bail!("{} has fewer than {len} bytes", path.display()),
+            n => total += n,
+        }
+    }
+    Ok(())
+}
+
 /// Reads the file at `path` to its end with `io_size` reads; checks its size.
 pub fn sequential_read(path: &Path, size: u64, io_size: usize) -> anyhow::Result<Duration> {
     let mut buffer = vec![0; io_size];
