@@ -13,6 +13,7 @@
 //!     uid: 1000
 //!     gid: 1000
 //!     readOnly: false
+//!     pageCache: false            # true: every read through the page cache
 //! ```
 
 use std::net::SocketAddr;
