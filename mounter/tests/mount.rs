@@ -239,20 +239,7 @@ fn a_large_file_round_trips_intact() {
             file.sync_all().unwrap();
         }
         assert_eq!(std::fs::metadata(&path).unwrap().len(), SIZE as u64);
-        {
-            let mut file = std::fs::File::open(&path).unwrap();
-            let mut buffer = vec![0; 3 * MIB + 17];
-            let mut offset = 0;
-            loop {
-                let n = file.read(&mut buffer).unwrap();
-                if n == 0 {
-                    break;
-                }
-                assert!(buffer[..n] == pattern(SEED, offset, n)[..], "content differs at offset {offset}");
-                offset += n;
-            }
-            assert_eq!(offset, SIZE);
-        }
+        read_in_pieces(&path, 3 * MIB + 17, SEED, SIZE);
     });
 }
 

@@ -131,14 +131,20 @@ async fn a_directory_larger_than_a_page_is_probed_name_by_name() {
     assert_eq!(store.lists() - lists, 3, "the name alone, once the directory is known to be large");
 }
 
-#[tokio::test]
-async fn a_file_larger_than_its_head_reads_whole() {
+/// A 300 KiB file (larger than its head) looked up and opened for reading.
+async fn open_big() -> (Vec<u8>, Arc<MemStore>, Fs<MemStore>, u64) {
     let body: Vec<u8> = (0..300 * 1024u32).map(|i| (i % 251) as u8).collect();
     let store = Arc::new(MemStore::default());
     store.insert("big", body.clone());
     let fs = Fs::new(store.clone(), FsConfig::default(), Metrics::default());
     let ino = fs.lookup(ROOT, "big").await.unwrap().ino;
     let fh = fs.open(ino, READ, PID).await.unwrap();
+    (body, store, fs, fh)
+}
+
+#[tokio::test]
+async fn a_file_larger_than_its_head_reads_whole() {
+    let (body, store, fs, fh) = open_big().await;
     let mut got = Vec::new();
     loop {
         let chunk = fs.read(fh, got.len() as u64, 50_000).await.unwrap();
@@ -153,12 +159,7 @@ async fn a_file_larger_than_its_head_reads_whole() {
 
 #[tokio::test]
 async fn try_read_answers_prefetched_bytes_at_once_and_leaves_the_rest_to_read() {
-    let body: Vec<u8> = (0..300 * 1024u32).map(|i| (i % 251) as u8).collect();
-    let store = Arc::new(MemStore::default());
-    store.insert("big", body.clone());
-    let fs = Fs::new(store.clone(), FsConfig::default(), Metrics::default());
-    let ino = fs.lookup(ROOT, "big").await.unwrap().ino;
-    let fh = fs.open(ino, READ, PID).await.unwrap();
+    let (body, store, fs, fh) = open_big().await;
     let gets = store.gets();
     let head = fs.try_read(fh, 0, 4096).expect("the head fetched at lookup is here").unwrap();
     assert_eq!(head[..], body[..4096]);
