@@ -11,7 +11,7 @@
 //!
 //! Files opened for reading bypass the kernel's page cache
 //! (`FOPEN_DIRECT_IO`) when [`Fs::direct_io`] says so (see
-//! [`crate::fs::read_mode`]), as Mountpoint does when it caches no data;
+//! [`crate::fs::read_mode`]), as Mountpoint for S3 does by default;
 //! prefetching is then the mounter's own. Shared `mmap` of such files still
 //! works (`FUSE_DIRECT_IO_ALLOW_MMAP`, Linux 6.6 and later).
 
