@@ -546,6 +546,12 @@ impl<S: ObjectStore> Fs<S> {
         })))
     }
 
+    /// Reads every file through the kernel's page cache from now on: the
+    /// kernel cannot map direct files shared.
+    pub fn page_cache_only(&self) {
+        self.read_modes.page_cache_only();
+    }
+
     /// Whether handle `fh` is read directly, bypassing the kernel's page
     /// cache (`FOPEN_DIRECT_IO`): see [`read_mode`].
     pub fn direct_io(&self, fh: u64) -> bool {
@@ -603,7 +609,8 @@ impl<S: ObjectStore> Fs<S> {
     /// bytes are already fetched (the prefetcher is ahead of the reader),
     /// so the caller can answer without handing the request to another
     /// thread. `None` when the read must wait; then call [`Fs::read`], which
-    /// carries on from where this left off.
+    /// carries on from where this left off. Call it within the tokio
+    /// runtime's context: serving may start the next prefetch requests.
     pub fn try_read(&self, fh: u64, offset: u64, size: u32) -> Option<Result<Bytes>> {
         let handle = self.handle(fh).ok()?;
         let Handle::Read(read) = &*handle else { return None };

@@ -225,14 +225,15 @@ impl<S: ObjectStore> fuser::Filesystem for FuseFs<S> {
             );
         }
         // Shared mmap of a direct-I/O file goes through the page cache; without
-        // this the kernel refuses it (ENODEV).
+        // this the kernel refuses it (ENODEV), so then no file is read directly.
         if !self.fs.config().page_cache
             && let Err(missing) = config.add_capabilities(fuser::InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP)
         {
-            tracing::info!(
+            tracing::warn!(
                 ?missing,
-                "the kernel cannot mmap direct-I/O files shared; use --page-cache for that"
+                "the kernel cannot mmap direct-I/O files shared (Linux < 6.6); reading every file through the page cache"
             );
+            self.fs.page_cache_only();
         }
         // Entries come with their attributes (from the listing), so `ls -l`
         // does not send one `lookup` per entry.
@@ -426,12 +427,13 @@ impl<S: ObjectStore> fuser::Filesystem for FuseFs<S> {
         let started = Instant::now();
         // Prefetched bytes are answered here, without a hop to the runtime
         // (`enter`: serving may start the next prefetch requests).
-        let ready = {
+        let span = call(req, "read", ino).span();
+        let ready = span.in_scope(|| {
             let _runtime = self.runtime.enter();
             self.fs.try_read(fh.0, offset, size)
-        };
+        });
         if let Some(result) = ready {
-            let _span = call(req, "read", ino).span().entered();
+            let _span = span.entered();
             Self::finish(&self.metrics, "read", started, result, reply, |reply, bytes| reply.data(&bytes));
             return;
         }

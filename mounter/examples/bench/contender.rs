@@ -143,12 +143,12 @@ pub struct Peaks {
 
 /// Samples the [`Peaks`] of one process until stopped.
 #[derive(Debug)]
-pub struct RssSampler {
+pub struct PeakSampler {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<Peaks>,
 }
 
-impl RssSampler {
+impl PeakSampler {
     /// Starts sampling `pid` every 50 ms.
     pub fn start(pid: u32) -> Self {
         let stop = Arc::new(AtomicBool::new(false));

@@ -24,7 +24,7 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use test_platform::{FuseMount, TestS3};
 
-use crate::contender::{Contender, Peaks, RssSampler, Target};
+use crate::contender::{Contender, PeakSampler, Peaks, Target};
 use crate::raw::Raw;
 use crate::report::{Case, Results, Sizes, Who};
 
@@ -164,7 +164,7 @@ impl Bench {
             format!("mount with {} (log in {})", contender.name(), scratch.path().display())
         })?;
         let pid = mount.child().map(|child| child.id()).context("the mount has no process")?;
-        let sampler = RssSampler::start(pid);
+        let sampler = PeakSampler::start(pid);
         let root = mount.path().to_owned();
         let sizes = self.sizes;
         let elapsed = match case {

@@ -52,7 +52,19 @@ enum Target {
     /// At most this multiple of the raw time.
     Time(f64),
     /// No target: a throughput shown for information.
-    None,
+    Informational,
+}
+
+impl Target {
+    /// Whether `ratio` (see [`Results::ratio`]) meets the target; `None`
+    /// when there is none.
+    fn met(self, ratio: f64) -> Option<bool> {
+        match self {
+            Self::Throughput(min) => Some(ratio >= min),
+            Self::Time(max) => Some(ratio <= max),
+            Self::Informational => None,
+        }
+    }
 }
 
 /// Who a measurement belongs to.
@@ -121,11 +133,12 @@ impl Results {
             None => "–".to_owned(),
             Some(peaks) if peaks.unlinked_kib == 0 => kib_to_mib(peaks.rss_kib),
             Some(peaks) => {
-                format!(
-                    "{} + {} in unlinked files",
-                    kib_to_mib(peaks.rss_kib),
+                let unlinked = if peaks.unlinked_kib < 1024 {
+                    format!("{} KiB", peaks.unlinked_kib)
+                } else {
                     kib_to_mib(peaks.unlinked_kib)
-                )
+                };
+                format!("{} + {unlinked} in unlinked files", kib_to_mib(peaks.rss_kib))
             }
         }
     }
@@ -175,7 +188,7 @@ impl Results {
             Case::SequentialWrite => Target::Throughput(0.7),
             Case::ListLong | Case::SmallFiles => Target::Time(1.5),
             Case::FirstByte => Target::Time(2.0),
-            Case::SmallReads | Case::SmallReadsAgain => Target::None,
+            Case::SmallReads | Case::SmallReadsAgain => Target::Informational,
         }
     }
 
@@ -191,7 +204,7 @@ impl Results {
     /// throughput, or its multiple of the raw time.
     fn ratio(case: Case, raw: Duration, elapsed: Duration) -> (f64, String) {
         match Self::target(case) {
-            Target::Throughput(_) | Target::None => {
+            Target::Throughput(_) | Target::Informational => {
                 let share = raw.as_secs_f64() / elapsed.as_secs_f64();
                 (share, format!("{:.0} %", share * 100.0))
             }
@@ -254,22 +267,21 @@ impl Results {
         let target = match Self::target(case) {
             Target::Throughput(min) => format!("≥ {:.0} % of raw, beat s3fs and rclone", min * 100.0),
             Target::Time(max) => format!("≤ {max}× raw, beat s3fs and rclone"),
-            Target::None => "none (informational)".to_owned(),
+            Target::Informational => "none (informational)".to_owned(),
         };
         let verdict = match (raw, self.median(case, Who::Mounted(Contender::Mounter))) {
-            _ if matches!(Self::target(case), Target::None) => "–".to_owned(),
             (Some(raw), Some(mounter)) => {
                 let (ratio, shown) = Self::ratio(case, raw, mounter);
-                let met = match Self::target(case) {
-                    Target::Throughput(min) => ratio >= min,
-                    Target::Time(max) => ratio <= max,
-                    Target::None => true,
-                };
                 let theirs = |c| self.median(case, Who::Mounted(c)).map(|d| d.as_secs_f64());
-                verdict(
-                    met,
-                    &format!("{shown} of raw"),
-                    &self.beaten_by(theirs, mounter.as_secs_f64(), "slower"),
+                Self::target(case).met(ratio).map_or_else(
+                    || "–".to_owned(),
+                    |met| {
+                        verdict(
+                            met,
+                            &format!("{shown} of raw"),
+                            &self.beaten_by(theirs, mounter.as_secs_f64(), "slower"),
+                        )
+                    },
                 )
             }
             _ => "not measured".to_owned(),
