@@ -427,7 +427,8 @@ impl<S: ObjectStore> fuser::Filesystem for FuseFs<S> {
         let started = Instant::now();
         // Prefetched bytes are answered here, without a hop to the runtime
         // (`enter`: serving may start the next prefetch requests).
-        let span = call(req, "read", ino).span();
+        let read = call(req, "read", ino);
+        let span = read.span();
         let ready = span.in_scope(|| {
             let _runtime = self.runtime.enter();
             self.fs.try_read(fh.0, offset, size)
@@ -438,14 +439,9 @@ impl<S: ObjectStore> fuser::Filesystem for FuseFs<S> {
             return;
         }
         let fs = self.fs.clone();
-        self.spawn(
-            call(req, "read", ino),
-            reply,
-            async move { fs.read(fh.0, offset, size).await },
-            |reply, bytes| {
-                reply.data(&bytes);
-            },
-        );
+        self.spawn(read, reply, async move { fs.read(fh.0, offset, size).await }, |reply, bytes| {
+            reply.data(&bytes);
+        });
     }
 
     fn write(

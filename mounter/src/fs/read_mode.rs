@@ -84,19 +84,17 @@ impl ReadModes {
     /// Records a read of `len` bytes on a direct handle opened by `pid`.
     /// The [`SAMPLE_READS`]th read judges the handle's reads so far.
     pub fn observe(&self, stats: &ReadStats, pid: u32, len: u64) {
-        if pid == UNKNOWN_PID {
+        // Once the handle is judged, its reads cost no more bookkeeping.
+        if pid == UNKNOWN_PID || stats.reads.load(Ordering::Relaxed) >= SAMPLE_READS {
             return;
         }
         let bytes = stats.bytes.fetch_add(len, Ordering::Relaxed) + len;
         if stats.reads.fetch_add(1, Ordering::Relaxed) + 1 != SAMPLE_READS {
             return;
         }
-        if bytes / u64::from(SAMPLE_READS) < SMALL_READ {
-            tracing::debug!(
-                pid,
-                average = bytes / u64::from(SAMPLE_READS),
-                "small reads: page cache from now on"
-            );
+        let average = bytes / u64::from(SAMPLE_READS);
+        if average < SMALL_READ {
+            tracing::debug!(pid, average, "small reads: page cache from now on");
             let mut readers = self.readers();
             if readers.len() >= CAPACITY {
                 readers.retain(|_, seen| seen.elapsed() < REMEMBERED);
